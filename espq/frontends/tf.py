@@ -1,0 +1,101 @@
+"""TensorFlow/Keras frontend (extra ``[tf]``): Keras model, ``.keras``/``.h5`` file or SavedModel → ONNX.
+
+Conversion uses tf2onnx. The converted graph keeps TensorFlow's NHWC input layout; ONNX
+operators inside run NCHW with the Transposes tf2onnx inserts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from espq.errors import MissingDependencyError, ModelLoadError, ShapeError
+
+TF_OPSET = 17
+
+
+def _import_tf() -> tuple[Any, Any]:
+    try:
+        import tensorflow as tf
+        import tf2onnx
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"loading a TensorFlow/Keras model needs TensorFlow and tf2onnx ({exc}); "
+            "install them with: pip install 'espq[tf]'"
+        ) from exc
+    return tf, tf2onnx
+
+
+def is_tf_model(model: Any) -> bool:
+    """True for Keras models and SavedModel directories / .keras / .h5 paths (checked without importing TF)."""
+    if isinstance(model, (str, Path)):
+        p = Path(model)
+        return (p.is_dir() and (p / "saved_model.pb").exists()) or p.suffix in (".keras", ".h5")
+    mod = type(model).__module__
+    return mod.startswith(("keras", "tensorflow", "tf_keras"))
+
+
+def _signature(model: Any, input_shape: Any, tf: Any) -> tuple[Any, ...]:
+    shapes = input_shape
+    if shapes is None:
+        shapes = [list(t.shape) for t in model.inputs]
+        if any(d is None for s in shapes[1:] for d in s) or any(d is None for s in shapes for d in s[1:]):
+            raise ShapeError(
+                f"Keras model inputs have unknown dims {shapes}; pass input_shape (NHWC, batch 1)"
+            )
+        shapes = [[1, *s[1:]] for s in shapes]
+    elif shapes and all(isinstance(d, int) for d in shapes):
+        shapes = [shapes]
+    names = [getattr(t, "name", f"input_{i}").split(":")[0] for i, t in enumerate(model.inputs)]
+    return tuple(tf.TensorSpec(s, tf.float32, name=n) for s, n in zip(shapes, names))
+
+
+def _convert_signature(fn: Any, input_shape: Any, tf: Any, tf2onnx: Any) -> onnx.ModelProto:
+    """Convert a SavedModel serving signature, with batch 1 (or ``input_shape``) made static."""
+    specs = fn.structured_input_signature[1]
+    names = list(specs)
+    shapes = input_shape
+    if shapes is not None and shapes and all(isinstance(d, int) for d in shapes):
+        shapes = [shapes]
+    static = []
+    for i, name in enumerate(names):
+        dims = list(specs[name].shape)
+        want = list(shapes[i]) if shapes is not None else [1, *dims[1:]]
+        if any(d is None for d in want):
+            raise ShapeError(f"SavedModel input '{name}' has unknown dims {dims}; pass input_shape (batch 1)")
+        static.append(tf.TensorSpec(want, specs[name].dtype, name=name))
+
+    @tf.function(input_signature=static)
+    def serving(*args: Any) -> Any:
+        return fn(**dict(zip(names, args)))
+
+    proto, _ = tf2onnx.convert.from_function(serving, input_signature=static, opset=TF_OPSET)
+    return proto
+
+
+def load_tf(model: Any, input_shape: Any = None) -> onnx.ModelProto:
+    """Convert a Keras model (object or file) or a SavedModel directory to ONNX."""
+    tf, tf2onnx = _import_tf()
+    try:
+        if isinstance(model, (str, Path)):
+            path = Path(model)
+            if path.is_dir():
+                loaded = tf.saved_model.load(str(path))
+                fn = loaded.signatures.get("serving_default")
+                if fn is None:
+                    raise ModelLoadError(f"SavedModel '{path}' has no 'serving_default' signature")
+                return _convert_signature(fn, input_shape, tf, tf2onnx)
+            model = tf.keras.models.load_model(str(path), compile=False)
+        spec = _signature(model, input_shape, tf)
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=TF_OPSET)
+        return proto
+    except (ModelLoadError, ShapeError):
+        raise
+    except Exception as exc:
+        raise ModelLoadError(
+            f"tf2onnx could not convert the TensorFlow model: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:300] if str(exc) else ''}. Check that the model builds and runs "
+            "with a batch-1 input, or convert it to ONNX yourself and pass the .onnx file"
+        ) from exc
