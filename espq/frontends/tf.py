@@ -29,7 +29,7 @@ def _import_tf() -> tuple[Any, Any]:
 
 
 def is_tf_model(model: Any) -> bool:
-    """True for Keras models and SavedModel directories / .keras / .h5 paths (checked without importing TF)."""
+    """True for Keras models, SavedModel directories and .keras / .h5 paths (no TF import)."""
     if isinstance(model, (str, Path)):
         p = Path(model)
         return (p.is_dir() and (p / "saved_model.pb").exists()) or p.suffix in (".keras", ".h5")

@@ -1,0 +1,8 @@
+"""Quantization: plan (per-tensor specs), one-pass calibration, QuantizedModel."""
+
+from espq.quant.model import QuantizedModel
+from espq.quant.quantize import quantize
+from espq.quant.setting import QuantSetting
+from espq.quant.spec import QuantPlan, TensorSpec
+
+__all__ = ["QuantPlan", "QuantSetting", "QuantizedModel", "TensorSpec", "quantize"]

@@ -1,0 +1,123 @@
+"""Calibration: one pass over the data collects every statistic, then exponents are resolved.
+
+The forward passes run with fake-quantized weights and float activations, as ESP-PPQ does
+(esp_ppq_facts.md §2.4): weight rounding is part of what the activation ranges see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from espq.errors import ConfigError
+from espq.ir import Graph, Node
+from espq.quant.observers import TensorStats, observe_exponent, weight_exponents
+from espq.quant.plan import PlanSkeleton
+from espq.quant.spec import DERIVED, FIXED, OBSERVED, SHARED, QuantPlan, TensorSpec
+from espq.sim.float.executor import run_graph
+
+
+def collect_statistics(
+    graph: Graph,
+    tensors: Iterable[str],
+    feeds: Iterator[dict[str, np.ndarray]],
+    total: int | None = None,
+    progress: bool = True,
+    device: str = "cpu",
+) -> dict[str, TensorStats]:
+    """Run ``graph`` over ``feeds`` once, filling a :class:`TensorStats` for each name in ``tensors``.
+
+    Names may be graph inputs, node outputs or initializers (observed from their values).
+    """
+    wanted = list(dict.fromkeys(tensors))
+    stats = {t: TensorStats() for t in wanted}
+    for t in wanted:
+        if t in graph.initializers:
+            stats[t].update_array(graph.initializers[t])
+    activations = {t for t in wanted if t not in graph.initializers}
+    input_names = [t for t in graph.inputs if t in activations]
+
+    def hook(node: Node, index: int, tensor: torch.Tensor) -> torch.Tensor:
+        name = node.outputs[index]
+        if name in activations and tensor.is_floating_point():
+            stats[name].update(tensor)
+        return tensor
+
+    bar = tqdm(total=total, desc="calibrating", unit="batch", disable=not progress, leave=False)
+    for batch in feeds:
+        torch_feeds = {k: torch.as_tensor(v) for k, v in batch.items()}
+        for name in input_names:
+            stats[name].update(torch_feeds[name])
+        with torch.no_grad():
+            run_graph(graph, torch_feeds, outputs=list(graph.outputs), device=device, hook=hook)
+        bar.update(1)
+    bar.close()
+    return stats
+
+
+def _merged(stats: dict[str, TensorStats], masters: list[str]) -> TensorStats:
+    out = stats[masters[0]]
+    for m in masters[1:]:
+        out = out.merge(stats[m])
+    return out
+
+
+def resolve_exponents(
+    skeleton: PlanSkeleton,
+    graph: Graph,
+    stats: dict[str, TensorStats],
+    algorithm_for: dict[str, str] | None = None,
+) -> QuantPlan:
+    """Fill every exponent of ``skeleton.plan`` from activation ``stats`` and parameter values.
+
+    ``algorithm_for`` optionally maps a group id (its master tensor) to an observer other than the
+    plan's ``calib_algorithm``.
+    """
+    plan = skeleton.plan
+    algorithm_for = algorithm_for or {}
+    group_exp: dict[str, int] = {}
+    group_bits = {
+        s.group: s.bits for s in list(plan.tensors.values()) + list(plan.requant.values()) if s.group
+    }
+    for gid, masters in skeleton.group_masters.items():
+        algo = algorithm_for.get(gid, plan.calib_algorithm)
+        group_exp[gid] = observe_exponent(_merged(stats, masters), group_bits[gid], algo)
+
+    def resolve(spec: TensorSpec, name: str | None) -> TensorSpec:
+        if spec.group is not None:
+            return spec.with_exponent(group_exp[spec.group])
+        if spec.source == OBSERVED and name is not None:
+            return spec.with_exponent(weight_exponents(graph.initializers[name], spec.bits, spec.axis))
+        return spec
+
+    plan.tensors = {k: resolve(v, k) for k, v in plan.tensors.items()}
+    plan.requant = {k: resolve(v, None) for k, v in plan.requant.items()}
+    # second round: specs that depend on other specs (shared input exponents, derived biases)
+    for name, spec in list(plan.tensors.items()):
+        if spec.source == SHARED and spec.group is None:
+            node_name, idx = spec.ref[0].rsplit(":", 1)
+            node = graph.node(node_name)
+            src = plan.input_spec(node_name, int(idx), node.inputs[int(idx)])
+            plan.tensors[name] = spec.with_exponent(src.exponent)
+    for name, spec in list(plan.tensors.items()):
+        if spec.source == DERIVED:
+            plan.tensors[name] = derive_bias_spec(plan, graph, spec)
+        elif spec.source == FIXED and spec.exponent is None:
+            raise ConfigError(f"fixed spec of '{name}' has no exponent")
+    return plan
+
+
+def derive_bias_spec(plan: QuantPlan, graph: Graph, spec: TensorSpec) -> TensorSpec:
+    """Bias exponent = input exponent + weight exponent (per channel when the weight is)."""
+    node_name, idx = spec.ref[0].rsplit(":", 1)
+    node = graph.node(node_name)
+    e_in = plan.input_spec(node_name, int(idx), node.inputs[int(idx)]).exponent
+    e_w = plan.tensors[spec.ref[1]].exponent
+    if isinstance(e_w, tuple):
+        return TensorSpec(
+            bits=spec.bits, exponent=tuple(int(e_in) + e for e in e_w), axis=0, source=DERIVED, ref=spec.ref
+        )
+    return TensorSpec(bits=spec.bits, exponent=int(e_in) + int(e_w), axis=None, source=DERIVED, ref=spec.ref)

@@ -1,0 +1,219 @@
+"""Streaming tensor statistics and the observers that turn them into power-of-two exponents.
+
+One pass over the calibration data fills a :class:`TensorStats` per tensor: min, max and a
+histogram of |x| whose range doubles (merging bin pairs) whenever a larger value arrives, so no
+second pass is needed to learn the range first (ESP-PPQ's KL runs two passes, esp_ppq_facts.md §2.4).
+
+Observers (all return the exponent e of ``value = int * 2**e``):
+
+* ``minmax``: ESP-PPQ's minmax_to_scale_offset: scale = 2·absmax/(2^b − 1), e = ceil(log2 scale).
+* ``kl``: ESP-PPQ's KL search (same bins, candidates, smoothing and log10 KL; e = round-half-up of log2).
+  The histogram over [0, absmax] is re-binned from the streaming histogram (≥ 2× finer), so results can
+  differ from ESP-PPQ's exact two-pass histogram by one candidate in rare near-ties.
+* ``percentile``: absmax taken at the 0.9999 quantile of |x|, then as minmax.
+* ``mse``: the exponent (among the minmax one and four finer ones) minimising the expected squared
+  quantization error of the observed distribution (rounding noise step²/12 inside the range, clipping
+  error outside).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from espq.errors import ConfigError
+
+HIST_BINS = 16384
+KL_BINS = 4096
+MIN_SCALE = 1e-8
+PERCENTILE = 0.9999
+OBSERVERS = ("kl", "minmax", "percentile", "mse")
+
+
+class TensorStats:
+    """Streaming min / max / |x| histogram of one tensor."""
+
+    def __init__(self, bins: int = HIST_BINS):
+        self.bins = bins
+        self.min = math.inf
+        self.max = -math.inf
+        self.count = 0
+        self.range = 0.0  # histogram covers [0, range]; a power of two once set
+        self.hist = torch.zeros(bins, dtype=torch.float64)
+
+    def update(self, x: torch.Tensor) -> None:
+        """Add the values of ``x`` (any shape, float)."""
+        x = x.detach()
+        if x.numel() == 0:
+            return
+        if not x.is_floating_point():
+            x = x.float()
+        lo, hi = torch.aminmax(x)
+        lo, hi = float(lo), float(hi)
+        self.min, self.max = min(self.min, lo), max(self.max, hi)
+        self.count += x.numel()
+        amax = max(abs(lo), abs(hi))
+        if amax > self.range:
+            self._grow(amax)
+        if self.range > 0:
+            h = torch.histc(x.abs().float(), bins=self.bins, min=0.0, max=self.range)
+            self.hist += h.to(torch.float64).cpu()
+        else:
+            self.hist[0] += x.numel()
+
+    def update_array(self, x: np.ndarray) -> None:
+        self.update(torch.as_tensor(np.asarray(x, dtype=np.float32)))
+
+    def _grow(self, amax: float) -> None:
+        new_range = 2.0 ** math.ceil(math.log2(max(amax, 1e-30)))
+        if self.range == 0.0:  # values seen so far were all zero: they stay in bin 0
+            self.range = new_range
+            return
+        factor = int(round(new_range / self.range))
+        merged = self.hist.view(-1, factor).sum(dim=1)
+        self.hist = torch.cat([merged, torch.zeros(self.bins - merged.numel(), dtype=torch.float64)])
+        self.range = new_range
+
+    def merge(self, other: TensorStats) -> TensorStats:
+        """Statistics of the union of both tensors' values (a new object)."""
+        out = TensorStats(self.bins)
+        out.min, out.max = min(self.min, other.min), max(self.max, other.max)
+        out.count = self.count + other.count
+        for s in (self, other):
+            if s.count == 0:
+                continue
+            if s.range > out.range:
+                out._grow(s.range)
+            if s.range == 0.0:
+                out.hist[0] += s.hist.sum()
+                continue
+            factor = int(round(out.range / s.range))
+            merged = s.hist.view(-1, factor).sum(dim=1)
+            out.hist[: merged.numel()] += merged
+        return out
+
+    @property
+    def absmax(self) -> float:
+        if self.count == 0:
+            return 0.0
+        return max(abs(self.min), abs(self.max))
+
+
+# ---------------------------------------------------------------------------- exponents
+def exponent_of_scale(scale: float) -> int:
+    """ceil(log2(scale)) with ESP-PPQ's minimum scale (ROUND_UP power of two)."""
+    return int(math.ceil(math.log2(max(scale, MIN_SCALE))))
+
+
+def exponent_minmax(absmax: float, bits: int) -> int:
+    """Smallest exponent whose range covers ``absmax`` per ESP-PPQ's minmax rule."""
+    scale = 2.0 * absmax / ((1 << bits) - 1)
+    return exponent_of_scale(scale)
+
+
+def _rebin(stats: TensorStats, absmax: float, bins: int) -> np.ndarray:
+    """Histogram of |x| over [0, absmax] in ``bins`` equal bins, from the streaming histogram."""
+    h = stats.hist.numpy()
+    edges = np.linspace(0.0, stats.range, h.size + 1)
+    cdf = np.concatenate([[0.0], np.cumsum(h)])
+    new_edges = np.linspace(0.0, absmax, bins + 1)
+    new_cdf = np.interp(new_edges, edges, cdf)
+    out = np.diff(new_cdf)
+    out[-1] += max(0.0, cdf[-1] - new_cdf[-1])  # mass at exactly absmax
+    return np.maximum(out, 0.0)
+
+
+def exponent_kl(stats: TensorStats, bits: int) -> int:
+    """ESP-PPQ's KL-divergence exponent search (esp_ppq_facts.md §2.4)."""
+    absmax = stats.absmax
+    q = 1 << (bits - 1)
+    bins = KL_BINS
+    if absmax <= 0 or bins < q:
+        return exponent_minmax(absmax, bits)
+    hist = _rebin(stats, absmax, bins)
+    skip = int(0.002 * bins)
+    hist[:skip] = 0.0
+    hist[skip] = 1.0
+    total = hist.sum()
+    best_kl, best_len = math.inf, bins
+    for length in range(q, bins + 1, q):
+        p = hist[:length].copy()
+        p[-1] += hist[length:].sum()
+        p /= total
+        ratio = length // q
+        grouped = hist[:length].reshape(q, ratio)
+        positive = grouped > 0
+        cnt = np.maximum(positive.sum(axis=1, keepdims=True), 1)
+        qd = np.repeat(grouped.sum(axis=1, keepdims=True) / cnt, ratio, axis=1) * positive
+        qd = qd.reshape(-1)
+        s = qd.sum()
+        if s > 0:
+            qd = qd / s
+        kl = float(np.sum(p * (np.log10(p + 1e-30) - np.log10(qd + 1e-30))))
+        if kl < best_kl:
+            best_kl, best_len = kl, length
+    scale = max(best_len * (absmax / bins) / q, MIN_SCALE)
+    return int(math.floor(math.log2(scale) + 0.5))  # ESP-PPQ rounds log2 half up, not up
+
+
+def _quantile_abs(stats: TensorStats, p: float) -> float:
+    h = stats.hist.numpy()
+    cdf = np.cumsum(h)
+    if cdf[-1] <= 0:
+        return 0.0
+    k = np.searchsorted(cdf, p * cdf[-1])
+    width = stats.range / h.size
+    return min(float((k + 1) * width), stats.absmax)
+
+
+def exponent_percentile(stats: TensorStats, bits: int, p: float = PERCENTILE) -> int:
+    return exponent_minmax(_quantile_abs(stats, p), bits)
+
+
+def expected_mse(stats: TensorStats, exponent: int, bits: int) -> float:
+    """Expected squared quantization error per value at ``exponent`` (histogram model)."""
+    h = stats.hist.numpy()
+    if stats.range == 0.0:
+        return 0.0
+    width = stats.range / h.size
+    centers = (np.arange(h.size) + 0.5) * width
+    step = 2.0**exponent
+    clip = ((1 << (bits - 1)) - 0.5) * step
+    inside = centers <= clip
+    err = np.where(inside, step * step / 12.0, (centers - clip + step / 2) ** 2)
+    return float(np.sum(h * err) / max(h.sum(), 1.0))
+
+
+def exponent_mse(stats: TensorStats, bits: int, candidates: int = 5) -> int:
+    e0 = exponent_minmax(stats.absmax, bits)
+    errs = {e: expected_mse(stats, e, bits) for e in range(e0 - candidates + 1, e0 + 1)}
+    return min(errs, key=lambda e: (errs[e], -e))
+
+
+def observe_exponent(stats: TensorStats, bits: int, algorithm: str) -> int:
+    """Exponent of an activation tensor for ``algorithm`` (kl / minmax / percentile / mse).
+
+    KL needs a histogram with more bins than integer levels; at 16 bits it falls back to minmax
+    (ESP-PPQ's 16-bit default is minmax too).
+    """
+    if algorithm == "kl":
+        return exponent_kl(stats, bits) if bits <= 8 else exponent_minmax(stats.absmax, bits)
+    if algorithm == "minmax":
+        return exponent_minmax(stats.absmax, bits)
+    if algorithm == "percentile":
+        return exponent_percentile(stats, bits)
+    if algorithm == "mse":
+        return exponent_mse(stats, bits)
+    raise ConfigError(f"unknown calibration algorithm {algorithm!r}; choose one of {', '.join(OBSERVERS)}")
+
+
+def weight_exponents(values: np.ndarray, bits: int, axis: int | None) -> int | tuple[int, ...]:
+    """Minmax exponent of a parameter, per channel along ``axis`` when given."""
+    v = np.asarray(values, dtype=np.float64)
+    if axis is None or v.ndim == 0:
+        return exponent_minmax(float(np.max(np.abs(v))) if v.size else 0.0, bits)
+    moved = np.moveaxis(v, axis, 0).reshape(v.shape[axis], -1)
+    amax = np.max(np.abs(moved), axis=1) if moved.shape[1] else np.zeros(moved.shape[0])
+    return tuple(exponent_minmax(float(a), bits) for a in amax)

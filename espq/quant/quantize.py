@@ -1,0 +1,138 @@
+"""``espq.quantize``: load → capability check → plan → one calibration pass → QuantizedModel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from espq.errors import ConfigError
+from espq.ir import Graph
+from espq.quant import rules
+from espq.quant.calibrate import collect_statistics, resolve_exponents
+from espq.quant.data import iter_feeds
+from espq.quant.model import QuantizedModel
+from espq.quant.plan import PlanSkeleton, build_plan
+from espq.quant.setting import QuantSetting
+from espq.quant.spec import F32, OBSERVED, QuantPlan
+from espq.sim.fakequant import quantize_parameters
+from espq.targets import CapabilityReport, Target, check_model, get_target
+
+
+def node_types_from_report(graph: Graph, report: CapabilityReport, overrides: dict) -> dict[str, str]:
+    """quant_type per node from the capability check; a Relu fused into a Conv/Gemm/MatMul follows
+    its host's width unless the Relu itself was overridden."""
+    types = {}
+    for cap in report.nodes:
+        types[cap.name] = cap.quant_type.value if cap.quant_type is not None else F32
+    for node in graph.nodes:
+        if node.op_type != "Relu" or node.name in overrides or not node.inputs:
+            continue
+        host = graph.producer(node.inputs[0])
+        if (
+            host is not None
+            and host.op_type in rules.RELU_FUSION_HOSTS
+            and len(graph.consumers(node.inputs[0])) == 1
+            and types.get(host.name, F32) != F32
+        ):
+            types[node.name] = types[host.name]
+    return types
+
+
+def split_shared_parameters(graph: Graph) -> int:
+    """Give every node its own copy of an initializer read by several nodes (ESP-DL needs one consumer
+    per parameter, and each consumer may quantize it differently). Returns the number of copies made."""
+    made = 0
+    for name in list(graph.initializers):
+        consumers = graph.consumers(name)
+        for node in consumers[1:]:
+            new = graph.unique_name(f"{name}__{node.name}")
+            graph.initializers[new] = graph.initializers[name]
+            node.inputs = [new if i == name else i for i in node.inputs]
+            made += 1
+    if made:
+        graph.invalidate()
+    return made
+
+
+def _check_bits(bits: Any) -> int:
+    if isinstance(bits, bool) or bits not in (8, 16):
+        raise ConfigError(f"bits must be 8 or 16 (ESP-DL runs int8 and int16), got {bits!r}")
+    return int(bits)
+
+
+def quantize(
+    model_or_graph: Any,
+    calib_data: Iterable[Any] | None,
+    target: str | Target = "esp32p4",
+    bits: int = 8,
+    calib_steps: int | None = None,
+    collate_fn: Callable[[Any], Any] | None = None,
+    setting: QuantSetting | None = None,
+    plan: str | Path | QuantPlan | None = None,
+    input_shape: Any = None,
+    progress: bool = True,
+    device: str = "cpu",
+) -> QuantizedModel:
+    """Quantize a model for ``target`` at ``bits`` (8 or 16) with power-of-two exponents.
+
+    ``model_or_graph``: anything :func:`espq.load` accepts, or a :class:`espq.ir.Graph`.
+    ``calib_data``: an iterable of batches (arrays, tensors, tuples/lists per input, dicts by input
+    name); ``calib_steps`` batches are used (the iterable is repeated if shorter). ``plan``: a plan saved
+    by :meth:`QuantizedModel.save_plan` to re-apply without calibrating (``calib_data`` may then be None).
+    """
+    from espq.frontends import load
+
+    bits = _check_bits(bits)
+    tgt = get_target(target)
+    setting = setting or QuantSetting()
+    setting.validate()
+    graph = load(model_or_graph, input_shape=input_shape)
+    split_shared_parameters(graph)
+    report = check_model(graph, tgt, bits, overrides=setting.precision)
+    node_types = node_types_from_report(graph, report, setting.precision)
+    skeleton = build_plan(graph, node_types, tgt, bits, calib_algorithm=setting.algorithm(bits))
+    if plan is not None:
+        loaded = plan if isinstance(plan, QuantPlan) else QuantPlan.load(plan)
+        _check_plan_matches(loaded, skeleton.plan, tgt)
+        return QuantizedModel(graph, loaded, tgt, report)
+    # weights are fake-quantized during calibration, as ESP-PPQ does
+    weights_only = resolve_exponents(_params_only(skeleton), graph, {})
+    calib_graph = graph.copy()
+    calib_graph.initializers = quantize_parameters(graph, weights_only, tgt)
+    feeds = iter_feeds(graph, calib_data, calib_steps, collate_fn)
+    stats = collect_statistics(
+        calib_graph, skeleton.observed_tensors, feeds, total=calib_steps, progress=progress, device=device
+    )
+    algorithms = {
+        spec.group: setting.layer_calib_algorithm[name]
+        for name, spec in skeleton.plan.tensors.items()
+        if name in setting.layer_calib_algorithm and spec.group
+    }
+    final = resolve_exponents(skeleton, graph, stats, algorithms)
+    return QuantizedModel(graph, final, tgt, report, stats=stats)
+
+
+def _params_only(skeleton: PlanSkeleton) -> PlanSkeleton:
+    """A skeleton copy holding only the observed weight specs (for calibration-time weight rounding)."""
+    p = skeleton.plan
+    tensors = {k: v for k, v in p.tensors.items() if v.source == OBSERVED and v.group is None}
+    return PlanSkeleton(QuantPlan(p.target, p.bits, dict(p.node_types), tensors), {})
+
+
+def _check_plan_matches(loaded: QuantPlan, fresh: QuantPlan, target: Target) -> None:
+    if loaded.target != target.name:
+        raise ConfigError(f"the plan was made for target '{loaded.target}', not '{target.name}'")
+    missing = sorted(set(fresh.tensors) - set(loaded.tensors))
+    unknown = sorted(set(loaded.node_types) - set(fresh.node_types))
+    if missing or unknown:
+        raise ConfigError(
+            f"the plan does not fit this model: {len(missing)} tensor(s) without a spec "
+            f"(e.g. {missing[:3]}), "
+            f"{len(unknown)} node(s) not in the model (e.g. {unknown[:3]}); recalibrate instead"
+        )
+    if any(s.exponent is None for s in loaded.tensors.values()):
+        raise ConfigError("the plan has tensors without exponents; it was not calibrated")
+
+
+__all__ = ["quantize", "split_shared_parameters", "node_types_from_report"]

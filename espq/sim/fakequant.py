@@ -1,0 +1,163 @@
+"""Fake-quant simulator: the float graph with every quantized tensor rounded the way the chip rounds it.
+
+* Parameters are quantized once (weights per channel where the plan says so, biases with the derived
+  exponent and the target's bias width, Clip bounds / Pad values with their input's exponent).
+* Every output of a quantized node is rounded with the target's rounding mode and saturated
+  (``value = clamp(round(x · 2^-e)) · 2^e``); graph inputs likewise.
+* A consumer that needs another exponent or width than its input tensor has (requantize boundary)
+  sees the input rounded again to that spec (an inserted ``EspqFakeQuant`` node).
+* Softmax/LogSoftmax outputs stay float (esp_dl_facts §4.8); comparisons give bools.
+* int8 activations evaluate the float function on the dequantized input and round the result, which
+  is exactly what the chip's 256-entry table holds (the exporter builds tables with the same kernels).
+* AveragePool/GlobalAveragePool use the chip's formula: integer window sum times the float32 scale
+  ``2^e_in · (1/area) · 2^-e_out`` with area = kH·kW (count-including-padding, §4.7).
+* int16 Conv/Gemm/MatMul accumulate in float64 (exact below 2^53); int8 ones in float32, exact as long
+  as partial sums stay below 2^24 integer units (always, unless the output saturates anyway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from espq.ir import Graph, Node
+from espq.quant.spec import F32, S16, QuantPlan, TensorSpec
+from espq.sim.float.executor import run_graph
+from espq.sim.float.registry import KERNELS
+from espq.targets import Target, get_target
+from espq.targets.rounding import dequantize, quantize
+
+FAKEQUANT_OP = "EspqFakeQuant"
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
+
+
+def fake_quant(x: torch.Tensor, spec: TensorSpec, rounding: str) -> torch.Tensor:
+    """Round ``x`` to ``spec``'s grid (target rounding, saturation); same dtype as ``x``."""
+    if spec.exponent is None:
+        return x
+    axis = spec.axis if spec.per_channel else None
+    exp = np.asarray(spec.exponent, dtype=np.int64) if spec.per_channel else int(spec.exponent)
+    q = quantize(x, exp, spec.bits, rounding, axis=axis)
+    return dequantize(q, exp, axis=axis, float64=x.dtype == torch.float64).to(x.dtype)
+
+
+def quantize_parameters(graph: Graph, plan: QuantPlan, target: Target) -> dict[str, np.ndarray]:
+    """Float values of every quantized initializer after rounding to its spec (others unchanged)."""
+    out: dict[str, np.ndarray] = {}
+    rounding = target.rounding.value
+    for name, value in graph.initializers.items():
+        spec = plan.tensors.get(name)
+        if spec is None or spec.exponent is None or not np.issubdtype(value.dtype, np.floating):
+            out[name] = value
+            continue
+        t = torch.as_tensor(np.asarray(value, dtype=np.float64))
+        if spec.per_channel and t.ndim == 0:
+            t = t.reshape(1)
+        rounded = fake_quant(t, spec, rounding).numpy().reshape(value.shape)
+        # 40/64-bit int16 biases need float64 to stay exact; everything else keeps its dtype
+        out[name] = rounded if spec.bits > 32 else rounded.astype(value.dtype)
+    return out
+
+
+def _insert_requant_nodes(graph: Graph, plan: QuantPlan) -> Graph:
+    g = graph.copy()
+    for key in sorted(plan.requant):
+        node_name, idx_s = key.rsplit(":", 1)
+        node = g.node(node_name)
+        idx = int(idx_s)
+        src = node.inputs[idx]
+        if not src or src in g.initializers:
+            continue
+        new = g.unique_name(f"{src}::requant::{node_name}:{idx}")
+        fq = Node(g.unique_name(f"{node_name}::requant{idx}"), FAKEQUANT_OP, [src], [new], {"key": key})
+        g.add_node(fq, g.nodes.index(node))
+        node.inputs[idx] = new
+        g.invalidate()
+    return g
+
+
+class FakeQuantSim:
+    """Runs a quantized graph with fake quantization; see the module docstring."""
+
+    def __init__(self, graph: Graph, plan: QuantPlan, target: Target | str | None = None):
+        self.plan = plan
+        self.target = get_target(target or plan.target)
+        self.rounding = self.target.rounding.value
+        self.graph = _insert_requant_nodes(graph, plan)
+        self.graph.initializers = quantize_parameters(self.graph, plan, self.target)
+        self._kernels = self._make_kernels()
+
+    # ------------------------------------------------------------------ kernels
+    def _make_kernels(self) -> dict:
+        plan, rounding = self.plan, self.rounding
+
+        def requant(node: Node, inputs: list) -> list:
+            return [fake_quant(inputs[0], plan.requant[node.attrs["key"]], rounding)]
+
+        def weighted(node: Node, inputs: list) -> list:
+            base = KERNELS[node.op_type]
+            if plan.node_types.get(node.name) != S16:
+                return base(node, inputs)
+            outs = base(node, [None if t is None else t.double() for t in inputs])
+            return outs  # rounded in float64 by the hook, then cast back
+
+        def avgpool(node: Node, inputs: list) -> list:
+            return [self._chip_avgpool(node, inputs[0])]
+
+        kernels = {FAKEQUANT_OP: requant, "AveragePool": avgpool, "GlobalAveragePool": avgpool}
+        for op in WEIGHTED_OPS:
+            kernels[op] = weighted
+        return kernels
+
+    def _chip_avgpool(self, node: Node, x: torch.Tensor) -> torch.Tensor:
+        in_spec = self.plan.input_spec(node.name, 0, node.inputs[0])
+        out_spec = self.plan.spec(node.outputs[0])
+        if node.name not in self.plan.node_types or self.plan.node_types[node.name] == F32 or in_spec is None:
+            return KERNELS[node.op_type](node, [x])[0]
+        if node.op_type == "GlobalAveragePool":
+            kernel = tuple(x.shape[2:])
+            sum_node = Node(
+                node.name, "AveragePool", node.inputs, node.outputs, {"kernel_shape": list(kernel)}
+            )
+        else:
+            kernel = tuple(node.attrs["kernel_shape"])
+            sum_node = Node(node.name, "AveragePool", node.inputs, node.outputs, dict(node.attrs))
+            sum_node.attrs["count_include_pad"] = 1  # the chip divides by kH*kW everywhere (§4.7)
+        area = int(np.prod(kernel))
+        avg = KERNELS["AveragePool"](sum_node, [x.double()])[0]
+        sums = torch.round(torch.ldexp(avg * area, torch.tensor(-int(in_spec.exponent), dtype=torch.float64)))
+        e_out = int(out_spec.exponent)
+        scale = np.float32(np.float32(2.0 ** int(in_spec.exponent)) * np.float32(1.0 / area))
+        scale = np.float32(scale * np.float32(2.0**-e_out))
+        y = sums.float() * torch.tensor(scale, dtype=torch.float32)
+        q = quantize(y, 0, out_spec.bits, self.rounding)
+        return dequantize(q, e_out).to(x.dtype)
+
+    # ------------------------------------------------------------------ running
+    def _hook(self, node: Node, index: int, tensor: torch.Tensor) -> torch.Tensor:
+        qt = self.plan.node_types.get(node.name, F32)
+        if qt == F32 or node.op_type == FAKEQUANT_OP:
+            return tensor
+        spec = self.plan.tensors.get(node.outputs[index])
+        if spec is None or not tensor.is_floating_point():
+            return tensor.float() if tensor.dtype == torch.float64 else tensor
+        return fake_quant(tensor, spec, self.rounding).float()
+
+    def run_torch(
+        self, feeds: Mapping[str, torch.Tensor], outputs: Sequence[str] | None = None, device: str = "cpu"
+    ) -> dict[str, torch.Tensor]:
+        """Run on torch feeds (graph input name -> float tensor); returns the requested tensors."""
+        quantized_feeds = {}
+        for name, value in feeds.items():
+            spec = self.plan.tensors.get(name)
+            quantized_feeds[name] = fake_quant(value.float(), spec, self.rounding) if spec else value
+        return run_graph(
+            self.graph,
+            quantized_feeds,
+            None if outputs is None else list(outputs),
+            device=device,
+            hook=self._hook,
+            kernels=self._kernels,
+        )
