@@ -34,7 +34,9 @@ def keras_cnn():
     # non-trivial batch-norm statistics
     bn = model.layers[2]
     rng = np.random.default_rng(1)
-    bn.set_weights([rng.uniform(0.5, 1.5, 8), rng.normal(0, 0.1, 8), rng.normal(0, 0.2, 8), rng.uniform(0.5, 2, 8)])
+    bn.set_weights(
+        [rng.uniform(0.5, 1.5, 8), rng.normal(0, 0.1, 8), rng.normal(0, 0.2, 8), rng.uniform(0.5, 2, 8)]
+    )
     return model
 
 

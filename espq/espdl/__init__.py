@@ -1,0 +1,114 @@
+"""The `.espdl` file format: read, inspect and write ESP-DL model files.
+
+Public API::
+
+    read(source, key=None) -> EspdlModel                 # one EDL1/EDL2 model
+    read_package(source, key=None) -> list[(name, EspdlModel)]   # PDL1/PDL2/PDL3 packages
+    write_bytes(model, key=None) -> bytes                # EDL container + FlatBuffer
+    write(model, path, key=None) -> None                 # atomic file write
+    write_package_bytes(models, kind="PDL3", version="v1.0") -> bytes
+
+``source`` is a path (str / os.PathLike) or the file's bytes. Every malformed input raises
+:class:`espq.errors.EspdlFormatError` naming the byte offset where decoding failed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from espq.errors import EspdlFormatError
+from espq.espdl.container import build_edl, build_package, split_edl, split_package
+from espq.espdl.decode import decode_payload
+from espq.espdl.encode import encode_payload
+from espq.espdl.model import EspdlGraph, EspdlModel, EspdlNode, EspdlTensor, EspdlValueInfo
+from espq.espdl.schema import AttributeType, TensorDataType
+
+Source = str | os.PathLike | bytes | bytearray | memoryview
+
+
+def _load(source: Source) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), "<bytes>"
+    path = Path(source)
+    try:
+        return path.read_bytes(), str(path)
+    except OSError as exc:
+        raise EspdlFormatError(f"cannot read .espdl file '{path}': {exc.strerror or exc}") from None
+
+
+def _decode_edl(data: bytes, source: str, key: bytes | None, base: int = 0) -> EspdlModel:
+    fmt, mode, start, payload = split_edl(data, source, key)
+    return decode_payload(payload, base + start, source, fmt, mode)
+
+
+def read(source: Source, key: bytes | None = None) -> EspdlModel:
+    """Read a single-model `.espdl` file (EDL2, or legacy EDL1).
+
+    ``key``: the 16-byte AES key for encrypted files (mode 1; needs the `cryptography` package).
+    A PDL package raises EspdlFormatError pointing to :func:`read_package`.
+    """
+    data, name = _load(source)
+    return _decode_edl(data, name, key)
+
+
+def read_package(source: Source, key: bytes | None = None) -> list[tuple[str, EspdlModel]]:
+    """Read a PDL1/PDL2/PDL3 multi-model package: ``[(model name, model), ...]`` in stored order.
+
+    PDL3 packages have their SHA-256 checked (EspdlFormatError on mismatch).
+    """
+    data, name = _load(source)
+    _, entries = split_package(data, name)
+    return [
+        (model_name, _decode_edl(blob, f"{name} [model '{model_name}' at byte offset {off}]", key, off))
+        for model_name, blob, off in entries
+    ]
+
+
+def write_bytes(model: EspdlModel, key: bytes | None = None) -> bytes:
+    """The complete file for ``model``: ``model.format`` header (EDL2 by default) + payload.
+
+    With ``key`` the payload is AES-128-CTR encrypted (mode 1). Deterministic: the same model
+    always gives the same bytes.
+    """
+    payload = encode_payload(model)
+    return build_edl(payload, model.format, 1 if key is not None else 0, key)
+
+
+def write(model: EspdlModel, path: str | os.PathLike, key: bytes | None = None) -> None:
+    """Write ``model`` to ``path`` atomically (temporary file in the same folder + os.replace)."""
+    data = write_bytes(model, key)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_package_bytes(
+    models: list[tuple[str, EspdlModel]], kind: str = "PDL3", version: str = "v1.0"
+) -> bytes:
+    """A PDL3 (default), PDL2 or PDL1 package of ``models`` (names as given, e.g. "foo.espdl")."""
+    return build_package([(n, write_bytes(m)) for n, m in models], kind, version)
+
+
+__all__ = [
+    "AttributeType",
+    "EspdlFormatError",
+    "EspdlGraph",
+    "EspdlModel",
+    "EspdlNode",
+    "EspdlTensor",
+    "EspdlValueInfo",
+    "TensorDataType",
+    "read",
+    "read_package",
+    "write",
+    "write_bytes",
+    "write_package_bytes",
+]
