@@ -24,6 +24,7 @@ from espq.espdl.decode import decode_payload
 from espq.espdl.encode import encode_payload
 from espq.espdl.model import EspdlGraph, EspdlModel, EspdlNode, EspdlTensor, EspdlValueInfo
 from espq.espdl.schema import AttributeType, TensorDataType
+from espq.espdl.validate import validate as validate  # re-exported
 
 Source = str | os.PathLike | bytes | bytearray | memoryview
 

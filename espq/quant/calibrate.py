@@ -83,7 +83,7 @@ def resolve_exponents(
         s.group: s.bits for s in list(plan.tensors.values()) + list(plan.requant.values()) if s.group
     }
     for gid, masters in skeleton.group_masters.items():
-        algo = algorithm_for.get(gid, plan.calib_algorithm)
+        algo = algorithm_for.get(gid) or skeleton.group_algorithms.get(gid) or plan.calib_algorithm
         group_exp[gid] = observe_exponent(_merged(stats, masters), group_bits[gid], algo)
 
     def resolve(spec: TensorSpec, name: str | None) -> TensorSpec:

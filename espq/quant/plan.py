@@ -41,6 +41,8 @@ class PlanSkeleton:
 
     plan: QuantPlan
     group_masters: dict[str, list[str]] = field(default_factory=dict)
+    #: groups whose observer is fixed by the rules (comparisons: min/max over all inputs, §2.6)
+    group_algorithms: dict[str, str] = field(default_factory=dict)
 
     @property
     def observed_tensors(self) -> list[str]:
@@ -49,6 +51,9 @@ class PlanSkeleton:
             for t in masters:
                 seen.setdefault(t, None)
         return list(seen)
+
+
+COMPARISON_GROUP_SUFFIX = "#inputs"
 
 
 class _UnionFind:
@@ -164,7 +169,7 @@ def build_plan(
                 else:
                     requant_groups[f"{node.name}:{i}"] = (out, [])
         elif op in rules.ALIGN_TO_LARGEST:
-            gid = f"{node.name}#inputs"
+            gid = f"{node.name}{COMPARISON_GROUP_SUFFIX}"
             masters = [src for src in node.inputs if src]  # constants too: their values are observed
             for i, src in enumerate(node.inputs):
                 if src:
@@ -213,7 +218,8 @@ def build_plan(
         if b is None:
             continue
         _plan_parameters(graph, node, b, plan, target, uf)
-    return PlanSkeleton(plan, group_masters)
+    algorithms = {gid: "minmax" for gid in group_masters if gid.endswith(COMPARISON_GROUP_SUFFIX)}
+    return PlanSkeleton(plan, group_masters, algorithms)
 
 
 def _plan_parameters(graph: Graph, node: Node, b: int, plan: QuantPlan, target, uf: _UnionFind) -> None:

@@ -104,6 +104,15 @@ RNN_FIXED_INPUTS: dict[str, frozenset[int]] = {"GRU": frozenset({3}), "LSTM": fr
 RNN_OPS = frozenset({"GRU", "LSTM"})
 
 
+#: Rounding of parameters (weights, biases, constants), done offline by the exporter on every target.
+#: ESP-PPQ rounds them with the chip's runtime mode (half-up on ESP32-S3 and C chips); that biases every
+#: tie upward, and ties are common when a model's weights already sit on a finer power-of-two grid (the
+#: zoo MobileNetV2: int8 weights re-quantized per tensor put ~half the weights of some layers on exact
+#: ties). Half-to-even is unbiased and costs nothing on the chip, so espq uses it for parameters everywhere
+#: (esp_ppq_facts §9.2-style flaw, fixed here; activations still use the chip's runtime rounding).
+PARAMETER_ROUNDING = "half_even"
+
+
 def weight_channel_axis(op_type: str, attrs: dict) -> int | None:
     """Output-channel axis of a weight for per-channel quantization, or None if not per-channel-able."""
     if op_type == "Conv":

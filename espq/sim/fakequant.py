@@ -23,30 +23,46 @@ import numpy as np
 import torch
 
 from espq.ir import Graph, Node
+from espq.quant import rules
 from espq.quant.spec import F32, S16, QuantPlan, TensorSpec
 from espq.sim.float.executor import run_graph
 from espq.sim.float.registry import KERNELS
-from espq.targets import Target, get_target
+from espq.targets import Rounding, Target, get_target
 from espq.targets.rounding import dequantize, quantize
+
+HALF_EVEN = Rounding.HALF_EVEN.value
 
 FAKEQUANT_OP = "EspqFakeQuant"
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 
 
 def fake_quant(x: torch.Tensor, spec: TensorSpec, rounding: str) -> torch.Tensor:
-    """Round ``x`` to ``spec``'s grid (target rounding, saturation); same dtype as ``x``."""
+    """Round ``x`` to ``spec``'s grid (target rounding, saturation); same dtype as ``x``.
+
+    Computed in ``x``'s float dtype: scaling by powers of two is exact, and every representable
+    8/16-bit code times a power of two is exact in float32.
+    """
     if spec.exponent is None:
         return x
-    axis = spec.axis if spec.per_channel else None
-    exp = np.asarray(spec.exponent, dtype=np.int64) if spec.per_channel else int(spec.exponent)
-    q = quantize(x, exp, spec.bits, rounding, axis=axis)
-    return dequantize(q, exp, axis=axis, float64=x.dtype == torch.float64).to(x.dtype)
+    if spec.per_channel:
+        shape = [1] * x.ndim
+        shape[spec.axis] = -1
+        exp = torch.tensor(spec.exponent, dtype=x.dtype, device=x.device).reshape(shape)
+        inv, scale = torch.exp2(-exp), torch.exp2(exp)
+    else:
+        inv, scale = 2.0 ** -int(spec.exponent), 2.0 ** int(spec.exponent)
+    y = x * inv  # one new tensor (x may be a view of another tensor); the rest is in place
+    if rounding == HALF_EVEN:
+        y.round_()
+    else:
+        y.add_(0.5).floor_()
+    return y.clamp_(spec.qmin, spec.qmax).mul_(scale)
 
 
 def quantize_parameters(graph: Graph, plan: QuantPlan, target: Target) -> dict[str, np.ndarray]:
     """Float values of every quantized initializer after rounding to its spec (others unchanged)."""
     out: dict[str, np.ndarray] = {}
-    rounding = target.rounding.value
+    rounding = rules.PARAMETER_ROUNDING
     for name, value in graph.initializers.items():
         spec = plan.tensors.get(name)
         if spec is None or spec.exponent is None or not np.issubdtype(value.dtype, np.floating):
@@ -88,6 +104,25 @@ class FakeQuantSim:
         self.graph = _insert_requant_nodes(graph, plan)
         self.graph.initializers = quantize_parameters(self.graph, plan, self.target)
         self._kernels = self._make_kernels()
+        self._rounded_outputs = self._outputs_to_round()
+
+    def _outputs_to_round(self) -> dict[str, TensorSpec]:
+        """Outputs of quantized nodes that need rounding: all with a spec, except pure data movement
+        whose output spec equals its input's (rounding again would change nothing)."""
+        out = {}
+        for node in self.graph.nodes:
+            if self.plan.node_types.get(node.name, F32) == F32 or node.op_type == FAKEQUANT_OP:
+                continue
+            for name in node.outputs:
+                spec = self.plan.tensors.get(name)
+                if spec is None:
+                    continue
+                if node.op_type in rules.PASSIVE_OPS and node.op_type not in ("Pad", "InsertZeros"):
+                    src = self.plan.input_spec(node.name, 0, node.inputs[0])
+                    if src is not None and (src.bits, src.exponent) == (spec.bits, spec.exponent):
+                        continue
+                out[name] = spec
+        return out
 
     # ------------------------------------------------------------------ kernels
     def _make_kernels(self) -> dict:
@@ -137,10 +172,7 @@ class FakeQuantSim:
 
     # ------------------------------------------------------------------ running
     def _hook(self, node: Node, index: int, tensor: torch.Tensor) -> torch.Tensor:
-        qt = self.plan.node_types.get(node.name, F32)
-        if qt == F32 or node.op_type == FAKEQUANT_OP:
-            return tensor
-        spec = self.plan.tensors.get(node.outputs[index])
+        spec = self._rounded_outputs.get(node.outputs[index])
         if spec is None or not tensor.is_floating_point():
             return tensor.float() if tensor.dtype == torch.float64 else tensor
         return fake_quant(tensor, spec, self.rounding).float()

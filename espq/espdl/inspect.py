@@ -1,0 +1,427 @@
+"""Inspect and compare `.espdl` files: the logic behind ``espq inspect FILE [--json]`` and ``espq diff A B``.
+
+* :func:`inspect_model` summarises a file as a JSON-friendly dict; :func:`format_inspect` renders it.
+* :func:`diff_models` lists structural and numerical differences between two models.
+* :func:`inspect_cli` / :func:`diff_cli` print results and return exit codes (never a traceback for a bad
+  file).
+
+Activation memory (esp_dl_facts.md §5.1): ESP-DL's greedy planner keeps each activation from its producer
+to its last consumer (graph outputs never freed), sizes rounded up to 16 bytes, and lets "changed buffer"
+ops (elementwise arithmetic, activations/LUTs, RequantizeLinear) overwrite an input that dies at the node,
+and "unchanged buffer" ops (Reshape/Flatten/Squeeze/Unsqueeze/Identity) alias their input. We reproduce
+those lifetimes and aliasing from the ValueInfo shapes and report ``activation_peak_bytes`` (largest sum of
+simultaneously live buffers: a lower bound of any arena) and ``activation_arena_bytes`` (a greedy-by-size
+first-fit offset plan over the same buffers, an estimate of the arena ESP-DL allocates; the exact ESP-DL
+placement order is not documented, so the value may differ by fragmentation). Per-op scratch buffers are
+not counted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import sys
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from espq.errors import EspdlFormatError, EspqError
+from espq.espdl.config_json import infer_target
+from espq.espdl.model import EspdlModel, EspdlNode, EspdlTensor, EspdlValueInfo
+from espq.espdl.schema import NUMPY_DTYPES, TensorDataType
+from espq.espdl.validate import quant_type_of, violations
+
+#: ops that may overwrite an input buffer that dies at the node (§5.1 "changed buffer").
+CHANGED_BUFFER_OPS = frozenset(
+    {"Add", "Sub", "Mul", "RequantizeLinear", "LUT", "Gelu", "Relu", "LeakyRelu", "PRelu", "Clip"}
+    | {"Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Swish", "Elu", "Exp", "Log", "Sqrt", "Neg"}
+)
+#: ops whose output is a view of their input (§5.1 "unchanged buffer").
+VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+
+
+def _load(source: EspdlModel | str | os.PathLike | bytes) -> tuple[EspdlModel, str | None]:
+    from espq.espdl import read
+
+    if isinstance(source, EspdlModel):
+        return source, None
+    path = None if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
+    return read(source), path
+
+
+def _dtype_name(code: int) -> str:
+    try:
+        return TensorDataType(code).name
+    except ValueError:
+        return f"TYPE{code}"
+
+
+def _io(v: EspdlValueInfo) -> dict[str, Any]:
+    return {"name": v.name, "shape": v.shape, "dtype": _dtype_name(v.elem_type), "exponent": v.exponent}
+
+
+def _bytes_of(v: EspdlValueInfo) -> int | None:
+    if v.shape is None or any(not isinstance(d, int) for d in v.shape) or v.elem_type not in NUMPY_DTYPES:
+        return None
+    n = math.prod(v.shape) * NUMPY_DTYPES[v.elem_type].itemsize  # type: ignore[arg-type]
+    return -(-n // 16) * 16
+
+
+def activation_memory(model: EspdlModel) -> dict[str, int]:
+    """Activation memory estimate (module docstring): peak live bytes, greedy arena bytes, buffers."""
+    g = model.graph
+    vi = {v.name: v for v in g.value_info}
+    outputs = {v.name for v in g.outputs}
+    last_use: dict[str, int] = {}
+    for i, node in enumerate(g.nodes):
+        for t in node.inputs:
+            if t in vi and t not in g.initializers:
+                last_use[t] = i
+    end_of_graph = len(g.nodes)
+    buffer_of: dict[str, int] = {}
+    buffers: list[list[int]] = []  # [size, first step, last step]
+
+    def new_buffer(t: str, step: int) -> None:
+        size = _bytes_of(vi[t])
+        if size is None:
+            return
+        buffer_of[t] = len(buffers)
+        buffers.append([size, step, step])
+
+    for v in g.inputs:
+        if v.name in vi:
+            new_buffer(v.name, 0)
+    for i, node in enumerate(g.nodes):
+        src = node.inputs[0] if node.inputs else ""
+        for k, t in enumerate(node.outputs):
+            if t not in vi:
+                continue
+            size = _bytes_of(vi[t])
+            b = buffer_of.get(src) if k == 0 else None
+            reuse = (
+                b is not None
+                and size is not None
+                and src not in outputs
+                and buffers[b][0] >= size
+                and (
+                    node.op_type in VIEW_OPS
+                    or (node.op_type in CHANGED_BUFFER_OPS and last_use.get(src) == i and src not in outputs)
+                )
+            )
+            if reuse:
+                buffer_of[t] = b  # type: ignore[assignment]
+            else:
+                new_buffer(t, i)
+    for t, b in buffer_of.items():
+        end = end_of_graph if t in outputs else max(last_use.get(t, -1), buffers[b][1])
+        buffers[b][2] = max(buffers[b][2], end)
+    steps = range(end_of_graph + 1)
+    peak = max((sum(s for s, a, z in buffers if a <= i <= z) for i in steps), default=0)
+    placed: list[tuple[int, int, int, int]] = []  # offset, size, first, last
+    arena = 0
+    for size, a, z in sorted(buffers, key=lambda x: (-x[0], x[1])):
+        offset = 0
+        for o, s, _a, _z in sorted(p for p in placed if not (p[3] < a or z < p[2])):
+            if offset + size <= o:
+                break
+            offset = max(offset, o + s)
+        placed.append((offset, size, a, z))
+        arena = max(arena, offset + size)
+    return {
+        "activation_peak_bytes": peak,
+        "activation_arena_bytes": arena,
+        "activation_buffers": len(buffers),
+    }
+
+
+def inspect_model(source: EspdlModel | str | os.PathLike | bytes) -> dict[str, Any]:
+    """A JSON-friendly summary of a `.espdl` model (a path, bytes or an :class:`EspdlModel`).
+
+    Keys: ``file``, ``format``, ``graph_name``, ``ir_version``, ``model_version``, ``metadata``, ``target``
+    (``metadata_props["target"]``, None when absent), ``inferred_target`` (from the weights, see
+    :func:`espq.espdl.config_json.infer_target`), ``nodes`` ([{name, op_type, quant_type}]), ``inputs`` /
+    ``outputs`` ([{name, shape, dtype, exponent}]), ``op_counts`` ([{op_type, quant_type, count}], most
+    frequent first), ``num_initializers``, ``param_count`` (elements), ``param_bytes`` (data bytes without
+    padding), ``param_bytes_aligned`` (each rounded up to 16 as stored), ``per_channel`` (any per-channel
+    parameter), ``luts``, ``exponent_range`` ({activations: [min, max], parameters: [min, max]}),
+    ``activation_peak_bytes``, ``activation_arena_bytes``, ``activation_buffers`` (module docstring),
+    ``has_test_values``, ``test_inputs``, ``test_outputs`` (names), ``violations`` (see
+    :func:`espq.espdl.validate.violations`).
+    """
+    model, path = _load(source)
+    g = model.graph
+    inits = list(g.initializers.values())
+    act_exps = [
+        v.exponent for v in g.value_info if v.elem_type in (TensorDataType.INT8, TensorDataType.INT16)
+    ]
+    weights = {
+        n.inputs[i]
+        for n in g.nodes
+        if n.op_type in ("Conv", "Gemm", "MatMul")
+        for i in (1, 2)
+        if i < len(n.inputs)
+    }
+    weights |= {n.attr("lut") for n in g.nodes if isinstance(n.attr("lut"), str)}
+    par_exps = [e for name in weights if name in g.initializers for e in g.initializers[name].exponents]
+    counts = Counter((n.op_type, quant_type_of(n) or str(n.attr("quant_type"))) for n in g.nodes)
+    luts = {
+        n.attr("lut") for n in g.nodes if isinstance(n.attr("lut"), str) and n.attr("lut") in g.initializers
+    }
+    return {
+        "file": path,
+        "format": model.format,
+        "graph_name": g.name,
+        "ir_version": model.ir_version,
+        "model_version": model.model_version,
+        "metadata": dict(model.metadata_props),
+        "target": model.target,
+        "inferred_target": infer_target(model).name,
+        "nodes": [
+            {"name": n.name, "op_type": n.op_type, "quant_type": n.attr("quant_type")} for n in g.nodes
+        ],
+        "inputs": [_io(v) for v in g.inputs],
+        "outputs": [_io(v) for v in g.outputs],
+        "op_counts": [
+            {"op_type": op, "quant_type": qt, "count": c}
+            for (op, qt), c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
+        "num_initializers": len(inits),
+        "param_count": sum(t.numel for t in inits),
+        "param_bytes": sum(len(t.raw) for t in inits),
+        "param_bytes_aligned": sum(-(-len(t.raw) // 16) * 16 for t in inits),
+        "per_channel": any(len(t.exponents) > 1 for t in inits),
+        "luts": len(luts),
+        "exponent_range": {
+            "activations": [min(act_exps), max(act_exps)] if act_exps else None,
+            "parameters": [min(par_exps), max(par_exps)] if par_exps else None,
+        },
+        **activation_memory(model),
+        "has_test_values": bool(g.test_inputs or g.test_outputs),
+        "test_inputs": list(g.test_inputs),
+        "test_outputs": list(g.test_outputs),
+        "violations": violations(model),
+    }
+
+
+def _table(rows: list[list[str]], header: list[str]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    return lines + [fmt.format(*map(str, r)).rstrip() for r in rows]
+
+
+def _kib(n: int) -> str:
+    return f"{n:,} B ({n / 1024:.1f} KiB)"
+
+
+def format_inspect(d: dict[str, Any]) -> str:
+    """Plain-text rendering of :func:`inspect_model`'s dict: summary, I/O, op counts, nodes, violations."""
+    target = d["target"] or f"{d['inferred_target']} (inferred; no metadata target)"
+    ar, pr = d["exponent_range"]["activations"], d["exponent_range"]["parameters"]
+    lines = [
+        f"file:        {d['file'] or '<in memory>'}",
+        f"format:      {d['format']}  graph '{d['graph_name']}'  ir_version {d['ir_version']}",
+        f"target:      {target}",
+        f"metadata:    {d['metadata'] or '{}'}",
+        f"nodes:       {len(d['nodes'])}",
+        f"parameters:  {d['num_initializers']} tensors, {d['param_count']:,} values, "
+        f"{_kib(d['param_bytes'])} ({_kib(d['param_bytes_aligned'])} aligned)",
+        f"per-channel: {'yes' if d['per_channel'] else 'no'}   LUTs: {d['luts']}",
+        f"exponents:   activations {ar}   parameters {pr}",
+        f"activations: peak {_kib(d['activation_peak_bytes'])}, greedy arena "
+        f"{_kib(d['activation_arena_bytes'])} over {d['activation_buffers']} buffers",
+        f"test values: {'yes' if d['has_test_values'] else 'no'}",
+        "",
+    ]
+    io_rows = [
+        [kind, v["name"], v["dtype"], "x".join(map(str, v["shape"] or [])), v["exponent"]]
+        for kind in ("inputs", "outputs")
+        for v in d[kind]
+    ]
+    lines += _table(io_rows, ["", "name", "dtype", "shape", "exponent"]) + [""]
+    lines += _table(
+        [[c["op_type"], c["quant_type"], c["count"]] for c in d["op_counts"]], ["op", "quant", "count"]
+    )
+    lines += [""] + _table(
+        [[i, n["name"], n["op_type"], n["quant_type"]] for i, n in enumerate(d["nodes"])],
+        ["#", "node", "op", "quant"],
+    )
+    if d["violations"]:
+        lines += ["", f"{len(d['violations'])} validation problem(s):"] + [
+            f"  - {v}" for v in d["violations"]
+        ]
+    else:
+        lines += ["", "validation: ok"]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- diff
+def _diff_tensor(what: str, a: EspdlTensor, b: EspdlTensor) -> list[str]:
+    out = []
+    if a.dims != b.dims:
+        out.append(f"{what}: dims {a.dims} != {b.dims}")
+    if a.data_type != b.data_type:
+        out.append(f"{what}: dtype {_dtype_name(a.data_type)} != {_dtype_name(b.data_type)}")
+    if a.doc_string != b.doc_string:
+        out.append(f"{what}: layout {a.layout or a.doc_string!r} != {b.layout or b.doc_string!r}")
+    if a.exponents != b.exponents:
+        n = max(len(a.exponents), len(b.exponents))
+        if len(a.exponents) == len(b.exponents):
+            k = sum(x != y for x, y in zip(a.exponents, b.exponents))
+            out.append(
+                f"{what}: {k} of {n} exponents differ ({_short(a.exponents)} vs {_short(b.exponents)})"
+            )
+        else:
+            out.append(f"{what}: exponents {_short(a.exponents)} != {_short(b.exponents)}")
+    if a.dims == b.dims and a.data_type == b.data_type and a.raw != b.raw:
+        try:
+            va, vb = a.values(), b.values()
+        except EspqError:
+            out.append(f"{what}: data differs")
+        else:
+            if va.shape != vb.shape:
+                out.append(f"{what}: data has {va.size} vs {vb.size} elements")
+            else:
+                d = np.abs(va.astype(np.float64) - vb.astype(np.float64))
+                out.append(
+                    f"{what}: {int(np.count_nonzero(d))} of {d.size} codes differ, max |delta| "
+                    f"{float(d.max()):g}"
+                )
+    return out
+
+
+def _short(xs: list) -> str:
+    return repr(xs) if len(xs) <= 8 else f"[{', '.join(map(str, xs[:8]))}, ... ({len(xs)} values)]"
+
+
+def _diff_named(kind: str, a: dict[str, Any], b: dict[str, Any], each) -> list[str]:
+    out = [f"{kind} '{n}' only in A" for n in a if n not in b]
+    out += [f"{kind} '{n}' only in B" for n in b if n not in a]
+    for n in a:
+        if n in b:
+            out += each(f"{kind} '{n}'", a[n], b[n])
+    return out
+
+
+def _diff_vi(what: str, a: EspdlValueInfo, b: EspdlValueInfo) -> list[str]:
+    out = []
+    if a.elem_type != b.elem_type:
+        out.append(f"{what}: dtype {_dtype_name(a.elem_type)} != {_dtype_name(b.elem_type)}")
+    if a.shape != b.shape:
+        out.append(f"{what}: shape {a.shape} != {b.shape}")
+    if a.exponents != b.exponents:
+        out.append(f"{what}: exponents {a.exponents} != {b.exponents}")
+    return out
+
+
+def _attr_repr(v: Any) -> str:
+    return f"<tensor {v.name} {v.dims}>" if isinstance(v, EspdlTensor) else repr(v)
+
+
+def _diff_node(i: int, j: int, x: EspdlNode, y: EspdlNode) -> list[str]:
+    where = f"node {i} '{x.name}'" + ("" if (i, x.name) == (j, y.name) else f" / B node {j} '{y.name}'")
+    out = []
+    if x.op_type != y.op_type:
+        out.append(f"{where}: op {x.op_type} != {y.op_type}")
+    if x.inputs != y.inputs:
+        out.append(f"{where}: inputs {x.inputs} != {y.inputs}")
+    if x.outputs != y.outputs:
+        out.append(f"{where}: outputs {x.outputs} != {y.outputs}")
+    for k in sorted(set(x.attributes) | set(y.attributes)):
+        va, vb = x.attributes.get(k), y.attributes.get(k)
+        if va != vb:
+            out.append(f"{where}: attribute {k} {_attr_repr(va)} != {_attr_repr(vb)}")
+    return out
+
+
+def diff_models(a: EspdlModel, b: EspdlModel) -> list[str]:
+    """Every difference between models ``a`` and ``b`` as readable lines (empty when equal).
+
+    Compares model fields and metadata, graph inputs/outputs, the node sequence (op types, names,
+    inputs/outputs, attributes), activation ValueInfos (dtype, shape, exponents), initializers (dims,
+    dtype, layout, exponents, weight codes: how many differ and the max |delta|) and test values.
+    """
+    out: list[str] = []
+    for field in ("format", "ir_version", "model_version", "producer_name", "domain", "doc_string"):
+        if getattr(a, field) != getattr(b, field):
+            out.append(f"model {field}: {getattr(a, field)!r} != {getattr(b, field)!r}")
+    for k in sorted(set(a.metadata_props) | set(b.metadata_props)):
+        va, vb = a.metadata_props.get(k), b.metadata_props.get(k)
+        if va != vb:
+            out.append(f"metadata '{k}': {va!r} != {vb!r}")
+    ga, gb = a.graph, b.graph
+    if ga.name != gb.name:
+        out.append(f"graph name {ga.name!r} != {gb.name!r}")
+    for kind in ("inputs", "outputs"):
+        na, nb = [v.name for v in getattr(ga, kind)], [v.name for v in getattr(gb, kind)]
+        if na != nb:
+            out.append(f"graph {kind} {na} != {nb}")
+    if len(ga.nodes) != len(gb.nodes):
+        out.append(f"node count {len(ga.nodes)} != {len(gb.nodes)}")
+    # align the node sequences by name, so an inserted/removed node does not shift every comparison
+    names_a, names_b = [n.name for n in ga.nodes], [n.name for n in gb.nodes]
+    matcher = difflib.SequenceMatcher(a=names_a, b=names_b, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal" or (tag == "replace" and i2 - i1 == j2 - j1):
+            for i, j in zip(range(i1, i2), range(j1, j2)):
+                out += _diff_node(i, j, ga.nodes[i], gb.nodes[j])
+            continue
+        out += [f"node {i} '{ga.nodes[i].name}' ({ga.nodes[i].op_type}) only in A" for i in range(i1, i2)]
+        out += [f"node {j} '{gb.nodes[j].name}' ({gb.nodes[j].op_type}) only in B" for j in range(j1, j2)]
+    out += _diff_named(
+        "value", {v.name: v for v in ga.value_info}, {v.name: v for v in gb.value_info}, _diff_vi
+    )
+    out += _diff_named("initializer", ga.initializers, gb.initializers, _diff_tensor)
+    out += _diff_named("test input", ga.test_inputs, gb.test_inputs, _diff_tensor)
+    out += _diff_named("test output", ga.test_outputs, gb.test_outputs, _diff_tensor)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def _read_for_cli(path: str | os.PathLike) -> EspdlModel | None:
+    from espq.espdl import read
+
+    try:
+        return read(path)
+    except (EspdlFormatError, EspqError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def inspect_cli(path: str | os.PathLike, as_json: bool = False) -> int:
+    """``espq inspect FILE [--json]``: print the summary; 0 on success, 2 when the file cannot be read."""
+    model = _read_for_cli(path)
+    if model is None:
+        return 2
+    d = inspect_model(model)
+    d["file"] = str(path)
+    print(json.dumps(d, indent=2) if as_json else format_inspect(d))
+    return 0
+
+
+def diff_cli(a: str | os.PathLike, b: str | os.PathLike) -> int:
+    """``espq diff A B``: print the differences; 0 equal, 1 different, 2 a file cannot be read."""
+    ma, mb = _read_for_cli(a), _read_for_cli(b)
+    if ma is None or mb is None:
+        return 2
+    diffs = diff_models(ma, mb)
+    if not diffs:
+        print(f"no differences between {a} and {b}")
+        return 0
+    print(f"{len(diffs)} difference(s) between A={a} and B={b}:")
+    for line in diffs:
+        print(f"  {line}")
+    return 1
+
+
+__all__ = [
+    "activation_memory",
+    "diff_cli",
+    "diff_models",
+    "format_inspect",
+    "inspect_cli",
+    "inspect_model",
+]

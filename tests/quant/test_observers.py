@@ -1,0 +1,111 @@
+"""Observers: exponent selection on known distributions, streaming histogram behaviour."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from espq.errors import ConfigError
+from espq.quant.observers import (
+    TensorStats,
+    exponent_kl,
+    exponent_minmax,
+    exponent_mse,
+    exponent_percentile,
+    observe_exponent,
+    weight_exponents,
+)
+
+
+def stats_of(x: np.ndarray, chunks: int = 1) -> TensorStats:
+    s = TensorStats()
+    for part in np.array_split(x, chunks):
+        s.update(torch.as_tensor(part))
+    return s
+
+
+def test_minmax_exponent_is_espppq_ceil_rule():
+    # scale = 2*absmax/255; absmax 1.0 -> scale 0.00784 -> 2^-7 (0.0078125 is below, so ceil gives -6)
+    assert exponent_minmax(1.0, 8) == math.ceil(math.log2(2 / 255)) == -6
+    assert exponent_minmax(127.5 / 128, 8) == -7  # exactly representable range [-128, 127] * 2^-7 ... 127.5
+    assert exponent_minmax(0.0, 8) == math.ceil(math.log2(1e-8))
+    assert exponent_minmax(1.0, 16) == math.ceil(math.log2(2 / 65535))
+
+
+def test_streaming_histogram_matches_single_update():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 0.1, 5000), rng.normal(0, 3.0, 5000)]).astype(np.float32)
+    one = stats_of(x)
+    many = stats_of(x, chunks=7)  # range grows while streaming; bins merge pairwise
+    assert one.range == many.range == 16.0
+    assert one.absmax == many.absmax
+    assert many.hist.sum() == x.size
+    # bins merged on growth are sums of finer bins, so coarse views agree exactly
+    np.testing.assert_array_equal(one.hist.view(-1, 64).sum(1), many.hist.view(-1, 64).sum(1))
+
+
+def test_merge_is_union():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0, 1, 3000).astype(np.float32), rng.normal(0, 5, 3000).astype(np.float32)
+    merged = stats_of(a).merge(stats_of(b))
+    both = stats_of(np.concatenate([a, b]))
+    assert merged.absmax == both.absmax and merged.count == both.count
+    np.testing.assert_array_equal(merged.hist, both.hist)
+
+
+def test_kl_clips_outliers_minmax_does_not():
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 1, 200_000).astype(np.float32)
+    x[:5] = 60.0  # rare outliers
+    s = stats_of(x)
+    e_mm = observe_exponent(s, 8, "minmax")
+    e_kl = observe_exponent(s, 8, "kl")
+    assert e_mm == exponent_minmax(60.0, 8) == -1
+    assert e_kl <= e_mm - 2  # KL ignores the 5 outliers
+    assert 127 * 2.0**e_kl >= 2.5  # ...but keeps the bulk of a unit Gaussian
+
+
+def test_percentile_ignores_tail():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, 100_000).astype(np.float32)
+    x[:3] = 100.0
+    s = stats_of(x)
+    assert exponent_percentile(s, 8) == exponent_minmax(1.0, 8)
+
+
+def test_mse_prefers_finer_step_for_heavy_tail():
+    rng = np.random.default_rng(4)
+    x = rng.laplace(0, 0.05, 100_000).astype(np.float32)
+    x[0] = 4.0
+    s = stats_of(x)
+    assert exponent_mse(s, 8) < exponent_minmax(4.0, 8)
+    # a uniform distribution that fits the minmax range without clipping: minmax is optimal
+    u = stats_of(rng.uniform(-0.9, 0.9, 100_000).astype(np.float32))
+    assert exponent_mse(u, 8) == exponent_minmax(u.absmax, 8)
+
+
+def test_kl_at_16_bits_falls_back_to_minmax():
+    s = stats_of(np.linspace(-3, 3, 1000, dtype=np.float32))
+    assert observe_exponent(s, 16, "kl") == exponent_minmax(3.0, 16)
+    assert exponent_kl(s, 16) == exponent_minmax(3.0, 16)
+
+
+def test_unknown_observer():
+    with pytest.raises(ConfigError, match="kl, minmax, percentile, mse"):
+        observe_exponent(TensorStats(), 8, "entropy")
+
+
+def test_weight_exponents_per_channel():
+    w = np.zeros((3, 2, 1, 1), np.float32)
+    w[0] = 1.0
+    w[1] = 0.1
+    w[2] = -8.0
+    assert weight_exponents(w, 8, axis=0) == (
+        exponent_minmax(1.0, 8),
+        exponent_minmax(0.1, 8),
+        exponent_minmax(8.0, 8),
+    )
+    assert weight_exponents(w, 8, axis=None) == exponent_minmax(8.0, 8)
