@@ -36,6 +36,9 @@ class QuantizedModel:
         self.stats = stats or {}
         self._sim = None
         self.report = None  # the analysis report, once computed
+        #: int16 activations exported as nearest-entry tables use this step (export's default); the
+        #: simulator reproduces those tables (0: exact int16 activations, no tables)
+        self.int16_lut_step = 32
 
     @property
     def sim(self):
@@ -43,7 +46,7 @@ class QuantizedModel:
         if self._sim is None:
             from espq.sim.fakequant import FakeQuantSim
 
-            self._sim = FakeQuantSim(self.graph, self.plan, self.target)
+            self._sim = FakeQuantSim(self.graph, self.plan, self.target, int16_lut_step=self.int16_lut_step)
         return self._sim
 
     def run(self, inputs: Any, outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -60,6 +63,50 @@ class QuantizedModel:
         from espq.sim.float import run_float
 
         return run_float(self.graph, inputs, outputs=outputs)
+
+    def export(
+        self,
+        path: str | Path,
+        export_test_values: bool = False,
+        test_inputs: Any = None,
+        test_output_names: Sequence[str] | None = None,
+        metadata_props: dict[str, str] | None = None,
+        model_version: int = 0,
+        export_config: bool = True,
+        int16_lut_step: int | None = None,
+    ):
+        """Write ``path`` (.espdl) and, with ``export_config``, ``<stem>.info`` and ``<stem>.json``.
+
+        The file is validated before it is written; the same model and inputs give identical bytes.
+        Returns the written :class:`espq.espdl.EspdlModel`.
+        """
+        from espq.espdl.export import export_model
+
+        return export_model(
+            self,
+            path,
+            export_test_values=export_test_values,
+            test_inputs=test_inputs,
+            test_output_names=test_output_names,
+            metadata_props=metadata_props,
+            model_version=model_version,
+            export_config=export_config,
+            int16_lut_step=self.int16_lut_step if int16_lut_step is None else int16_lut_step,
+        )
+
+    def analyse(
+        self,
+        data: Any,
+        steps: int = 8,
+        kinds: Sequence[str] = ("graphwise", "layerwise", "isolated"),
+        collate_fn: Any = None,
+        progress: bool = True,
+    ):
+        """Quantization error analysis (see :func:`espq.analysis.analyse`); also stored in ``.report``."""
+        from espq.analysis import analyse
+
+        self.report = analyse(self, data, steps=steps, kinds=kinds, collate_fn=collate_fn, progress=progress)
+        return self.report
 
     def save_plan(self, path: str | Path) -> None:
         """Write the plan as JSON; ``espq.quantize(..., plan=path)`` re-applies it without calibrating."""

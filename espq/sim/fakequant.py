@@ -27,6 +27,7 @@ from espq.quant import rules
 from espq.quant.spec import F32, S16, QuantPlan, TensorSpec
 from espq.sim.float.executor import run_graph
 from espq.sim.float.registry import KERNELS
+from espq.sim.lut import LUT16_OPS, build_table, int16_lut_kernel
 from espq.targets import Rounding, Target, get_target
 from espq.targets.rounding import dequantize, quantize
 
@@ -97,13 +98,17 @@ def _insert_requant_nodes(graph: Graph, plan: QuantPlan) -> Graph:
 class FakeQuantSim:
     """Runs a quantized graph with fake quantization; see the module docstring."""
 
-    def __init__(self, graph: Graph, plan: QuantPlan, target: Target | str | None = None):
+    def __init__(
+        self, graph: Graph, plan: QuantPlan, target: Target | str | None = None, int16_lut_step: int = 32
+    ):
         self.plan = plan
+        self.int16_lut_step = int16_lut_step
         self.target = get_target(target or plan.target)
         self.rounding = self.target.rounding.value
         self.graph = _insert_requant_nodes(graph, plan)
         self.graph.initializers = quantize_parameters(self.graph, plan, self.target)
         self._kernels = self._make_kernels()
+        self._use_int16_tables()
         self._rounded_outputs = self._outputs_to_round()
 
     def _outputs_to_round(self) -> dict[str, TensorSpec]:
@@ -145,6 +150,25 @@ class FakeQuantSim:
         for op in WEIGHTED_OPS:
             kernels[op] = weighted
         return kernels
+
+    def _use_int16_tables(self) -> None:
+        """int16 activations that the exporter turns into ``LUT`` nodes run as the chip runs them: the
+        nearest entry of a (65536/step + 1)-entry table (esp_dl_facts §3.3), not the exact function."""
+        if not self.int16_lut_step:
+            return
+        tables = {}
+        for node in self.graph.nodes:
+            if self.plan.node_types.get(node.name) != S16 or node.op_type not in LUT16_OPS:
+                continue
+            in_spec = self.plan.input_spec(node.name, 0, node.inputs[0])
+            out_spec = self.plan.tensors.get(node.outputs[0])
+            if in_spec is None or out_spec is None:
+                continue
+            e_in, e_out = int(in_spec.exponent), int(out_spec.exponent)
+            table = build_table(node.op_type, node.attrs, [], e_in, e_out, 16, self.target, self.int16_lut_step)
+            tables[node.name] = (table, e_in, e_out)
+        for op in {self.graph.node(n).op_type for n in tables}:
+            self._kernels[op] = int16_lut_kernel(tables, self.target, self._kernels.get(op, KERNELS[op]))
 
     def _chip_avgpool(self, node: Node, x: torch.Tensor) -> torch.Tensor:
         in_spec = self.plan.input_spec(node.name, 0, node.inputs[0])

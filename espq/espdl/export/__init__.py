@@ -1,0 +1,101 @@
+"""Export a quantized model to a loadable `.espdl` file (esp_dl_facts.md §9, esp_ppq_facts.md App. C).
+
+Public API::
+
+    export_model(qm, path, export_test_values=False, test_inputs=None, test_output_names=None,
+                 metadata_props=None, model_version=0, export_config=True, int16_lut_step=32,
+                 doc_string="") -> EspdlModel
+    build_espdl(qm, ...same options..., without path) -> EspdlModel
+    plan_from_espdl(graph, plan, reference) -> (QuantPlan, unmatched names)
+    compare_models(ours, reference) -> dict of differences by category
+
+Pipeline: :func:`espq.espdl.export.lower.lower` (rewrites on a copy of the IR) ->
+:func:`espq.espdl.export.builder.build_model` -> optional test values -> validation ->
+atomic writes of ``path`` and, with ``export_config``, ``<stem>.info`` / ``<stem>.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from espq.espdl.export.builder import build_model
+from espq.espdl.export.lower import lower
+from espq.espdl.export.reference import compare_models, plan_from_espdl
+from espq.espdl.export.test_values import build_test_values
+from espq.espdl.model import EspdlModel
+from espq.utils import atomic_write_bytes, atomic_write_text
+
+
+def build_espdl(
+    qm,
+    export_test_values: bool = False,
+    test_inputs: Any = None,
+    test_output_names: Sequence[str] | None = None,
+    metadata_props: Mapping[str, str] | None = None,
+    model_version: int = 0,
+    int16_lut_step: int = 32,
+    doc_string: str = "",
+) -> EspdlModel:
+    """The EspdlModel of quantized model ``qm`` (no validation, nothing written)."""
+    from espq import __version__
+
+    state, _ = lower(qm.graph, qm.plan, qm.target, int16_lut_step)
+    meta = {"target": qm.target.metadata_name}
+    meta.update({str(k): str(v) for k, v in (metadata_props or {}).items()})
+    model = build_model(state, meta, model_version, doc_string, __version__)
+    if export_test_values or test_inputs is not None or test_output_names:
+        ins, outs = build_test_values(qm, state, int16_lut_step, test_inputs, test_output_names)
+        model.graph.test_inputs, model.graph.test_outputs = ins, outs
+    return model
+
+
+def export_model(
+    qm,
+    path: str | os.PathLike,
+    export_test_values: bool = False,
+    test_inputs: Any = None,
+    test_output_names: Sequence[str] | None = None,
+    metadata_props: Mapping[str, str] | None = None,
+    model_version: int = 0,
+    export_config: bool = True,
+    int16_lut_step: int = 32,
+    doc_string: str = "",
+) -> EspdlModel:
+    """Write ``qm`` (a :class:`espq.QuantizedModel`) to ``path`` and return the written model.
+
+    * ``export_test_values``: embed test inputs/outputs (fake-quant simulation) so ``Model::test()``
+      checks the file on the device; ``test_inputs`` (array, list or dict by input name; default a
+      seeded standard-normal batch of one) and ``test_output_names`` (default the graph outputs; may
+      name intermediate tensors) imply it.
+    * ``metadata_props``: extra key/values (``target`` is always the target's metadata name).
+    * ``export_config``: also write ``<stem>.info`` (text dump) and ``<stem>.json`` (quantization
+      config).
+    * ``int16_lut_step``: table step of int16 LUT ops (power of two; 0 keeps int16 activations as
+      their own modules).
+
+    Same inputs give byte-identical files. Raises UnsupportedOpError for a node the target cannot
+    run, ConfigError for an unwritable path, ValidationError when the model breaks an ESP-DL rule.
+    """
+    from espq.espdl import write_bytes
+    from espq.espdl.config_json import config_json_text
+    from espq.espdl.info import info_text
+    from espq.espdl.validate import validate
+
+    model = build_espdl(
+        qm, export_test_values, test_inputs, test_output_names, metadata_props, model_version,
+        int16_lut_step, doc_string,
+    )  # fmt: skip
+    validate(model, qm.target, strict=True)
+    path = Path(path)
+    atomic_write_bytes(path, write_bytes(model))
+    if export_config:
+        stem = path.with_suffix("")
+        atomic_write_text(stem.with_suffix(".info"), info_text(model))
+        atomic_write_text(stem.with_suffix(".json"), config_json_text(model, qm.plan, qm.target))
+    return model
+
+
+__all__ = ["build_espdl", "compare_models", "export_model", "plan_from_espdl"]

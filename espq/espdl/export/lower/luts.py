@@ -1,0 +1,66 @@
+"""Attach look-up tables (esp_dl_facts.md §3.3, esp_ppq_facts.md §4.7 ``AddLUTPattern``).
+
+* S8 nodes of :data:`LUT8_OPS` with one activation input and one output (PRelu: scalar slope only) get
+  a 256-entry INT8 table ``<OpType>_lut_<k>`` with the output exponent and the attribute ``lut``.
+  Identical tables (same op type, values and exponent) are shared by name, as ESP-PPQ does (a table
+  is read through the ``lut`` attribute, not as a node input, so sharing is safe).
+* S16 nodes of :data:`LUT16_OPS` become op ``LUT`` (attributes ``original_op_type``, ``int16_lut_step``,
+  ``lut``; the original attributes are kept) with a ``65536/step + 1``-entry INT16 table, unless
+  ``int16_lut_step`` is 0. An S16 Gelu needs a table (ESP-DL's Gelu is the LUT module).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from espq.errors import UnsupportedOpError
+from espq.espdl.export.lower.state import ExportState
+from espq.sim.lut import LUT8_OPS, LUT16_OPS, build_table
+from espq.espdl.export.weights import param_values
+from espq.quant.spec import S8, S16
+
+
+def attach_luts(state: ExportState) -> dict[str, tuple[np.ndarray, int, int]]:
+    """Create the tables; returns the int16 LUT nodes as name -> (table, e_in, e_out) for the simulator."""
+    g = state.graph
+    int16: dict[str, tuple[np.ndarray, int, int]] = {}
+    k = 0
+    shared: dict[tuple, str] = {}
+    for node in g.nodes:
+        qt = state.quant_type(node)
+        op = node.op_type
+        if qt == S8 and op in LUT8_OPS:
+            bits, step = 8, 1
+        elif qt == S16 and op in LUT16_OPS and state.int16_lut_step > 0:
+            bits, step = 16, state.int16_lut_step
+        elif qt == S16 and op == "Gelu":
+            raise UnsupportedOpError(
+                f"node '{node.name}' (Gelu, S16): ESP-DL runs Gelu only as a table; export with "
+                "int16_lut_step > 0 or run the node at 8 bits"
+            )
+        else:
+            continue
+        acts = [t for t in node.inputs if state.is_activation(t)]
+        if len(acts) != 1 or node.inputs[0] != acts[0] or len(node.outputs) != 1:
+            continue
+        params = [None if not t else torch.from_numpy(param_values(state, t)) for t in node.inputs[1:]]
+        if op == "PRelu" and (params[0] is None or params[0].numel() != 1):
+            continue  # per-channel slope: the PRelu module computes it (no table)
+        e_in = int(state.specs[node.inputs[0]].exponent)
+        out_spec = state.specs[node.outputs[0]]
+        e_out = int(out_spec.exponent)
+        table = build_table(op, node.attrs, params, e_in, e_out, bits, state.target, step)
+        key = (op, bits, e_out, table.tobytes())
+        if key not in shared:
+            shared[key] = g.unique_name(f"{op}_lut_{k}")
+            k += 1
+            state.luts[shared[key]] = (table, e_out)
+        name = shared[key]
+        node.attrs["lut"] = name
+        if bits == 16:
+            node.attrs["original_op_type"] = op
+            node.attrs["int16_lut_step"] = step
+            node.op_type = "LUT"
+            int16[node.name] = (table, e_in, e_out)
+    return int16

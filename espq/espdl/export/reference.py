@@ -1,0 +1,120 @@
+"""Reuse the exponents of a reference `.espdl` (e.g. one written by ESP-PPQ from the same ONNX).
+
+Tensors are matched by name: activations through the reference's ValueInfos, parameters through
+its initializers (per-channel when it stores one exponent per channel). A ``requant`` entry
+(``"<node>:<i>"``) takes the exponent of the tensor the reference node of that name reads on input i
+(the output of the reference's RequantizeLinear). Specs without a match keep the plan's exponent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from espq.espdl.model import EspdlModel
+from espq.ir import Graph
+from espq.quant.spec import QuantPlan, TensorSpec
+
+
+def _exponent(spec: TensorSpec, exps: list[int]) -> int | tuple[int, ...]:
+    if len(exps) > 1:
+        return tuple(int(e) for e in exps)
+    return int(exps[0]) if exps else 0
+
+
+def plan_from_espdl(graph: Graph, plan: QuantPlan, reference: EspdlModel) -> tuple[QuantPlan, list[str]]:
+    """A copy of ``plan`` with exponents from ``reference``; also returns the tensors left unmatched.
+
+    ``graph`` is the quantized model's IR (used to tell parameters from activations).
+    """
+    ref = reference.graph
+    values = {v.name: v for v in ref.value_info}
+    unmatched: list[str] = []
+    tensors: dict[str, TensorSpec] = {}
+    for name, spec in plan.tensors.items():
+        if name in graph.initializers and name in ref.initializers:
+            t = ref.initializers[name]
+            exp = _exponent(spec, t.exponents)
+            axis = spec.axis if isinstance(exp, tuple) else spec.axis
+            tensors[name] = replace(spec, exponent=exp, axis=axis)
+        elif name in values and values[name].exponents:
+            tensors[name] = replace(spec, exponent=int(values[name].exponent))
+        else:
+            tensors[name] = spec
+            unmatched.append(name)
+    # a Conv output fused with its Relu shares the Relu output's spec (same group)
+    for name, spec in list(tensors.items()):
+        if name in unmatched and spec.ref and spec.ref[0] in tensors and spec.group == spec.ref[0]:
+            tensors[name] = replace(spec, exponent=tensors[spec.ref[0]].exponent)
+            unmatched.remove(name)
+    requant: dict[str, TensorSpec] = {}
+    nodes = {n.name: n for n in ref.nodes}
+    for key, spec in plan.requant.items():
+        node_name, idx = key.rsplit(":", 1)
+        node = nodes.get(node_name)
+        src = node.inputs[int(idx)] if node is not None and int(idx) < len(node.inputs) else None
+        if src in values:
+            requant[key] = replace(spec, exponent=int(values[src].exponent))
+        else:
+            requant[key] = spec
+            unmatched.append(key)
+    new = QuantPlan(
+        plan.target,
+        plan.bits,
+        dict(plan.node_types),
+        tensors,
+        requant,
+        dict(plan.fused),
+        plan.calib_algorithm,
+    )
+    return new, unmatched
+
+
+def compare_models(ours: EspdlModel, ref: EspdlModel) -> dict[str, list[str]]:
+    """Field-by-field differences between two models, by category.
+
+    ``ops``: the op-type sequences differ (one line with both); ``initializers``: common initializers
+    whose dims, data type, exponents, layout or stored values differ; ``value_info``: common activations
+    whose shape, element type or exponents differ; ``only_ours`` / ``only_ref``: initializer and
+    activation names present in one model only.
+    """
+    diff: dict[str, list[str]] = {
+        "ops": [],
+        "initializers": [],
+        "value_info": [],
+        "only_ours": [],
+        "only_ref": [],
+    }
+    a_ops = [n.op_type for n in ours.graph.nodes]
+    b_ops = [n.op_type for n in ref.graph.nodes]
+    if a_ops != b_ops:
+        diff["ops"].append(f"ours {a_ops} != reference {b_ops}")
+    ai, bi = ours.graph.initializers, ref.graph.initializers
+    for name in sorted(set(ai) & set(bi)):
+        x, y = ai[name], bi[name]
+        fields = []
+        if x.dims != y.dims:
+            fields.append(f"dims {x.dims} vs {y.dims}")
+        if x.data_type != y.data_type:
+            fields.append(f"data_type {x.data_type} vs {y.data_type}")
+        if x.exponents != y.exponents:
+            fields.append(f"exponents {x.exponents[:4]} vs {y.exponents[:4]}")
+        if x.layout != y.layout:
+            fields.append(f"layout {x.layout} vs {y.layout}")
+        xv, yv = x.values(), y.values()
+        if xv.shape != yv.shape or not (xv == yv).all():
+            n_bad = int((xv != yv).sum()) if xv.shape == yv.shape else -1
+            fields.append(f"values differ ({n_bad} of {xv.size})" if n_bad >= 0 else "values differ in size")
+        if fields:
+            diff["initializers"].append(f"{name}: " + "; ".join(fields))
+    av = {v.name: v for v in ours.graph.value_info}
+    bv = {v.name: v for v in ref.graph.value_info}
+    for name in sorted(set(av) & set(bv)):
+        x, y = av[name], bv[name]
+        if (x.shape, x.elem_type, x.exponents) != (y.shape, y.elem_type, y.exponents):
+            diff["value_info"].append(
+                f"{name}: shape {x.shape} vs {y.shape}, type {x.elem_type} vs {y.elem_type}, "
+                f"exponents {x.exponents} vs {y.exponents}"
+            )
+    diff["only_ours"] = sorted((set(ai) - set(bi)) | (set(av) - set(bv)))
+    diff["only_ref"] = sorted((set(bi) - set(ai)) | (set(bv) - set(av)))
+    return diff
