@@ -1,7 +1,7 @@
 """Streaming tensor statistics and the observers that turn them into power-of-two exponents.
 
 One pass over the calibration data fills a :class:`TensorStats` per tensor: min, max and a
-histogram of |x| whose range doubles (merging bin pairs) whenever a larger value arrives, so no
+histogram of |x| (from a fixed-stride subsample of large tensors) whose range doubles (merging bin pairs) whenever a larger value arrives, so no
 second pass is needed to learn the range first (ESP-PPQ's KL runs two passes, esp_ppq_facts.md §2.4).
 
 Observers (all return the exponent e of ``value = int * 2**e``):
@@ -26,6 +26,8 @@ import torch
 from espq.errors import ConfigError
 
 HIST_BINS = 16384
+#: values per tensor and batch that enter the histogram (min/max always see every value)
+MAX_HIST_SAMPLES = 1 << 16
 KL_BINS = 4096
 MIN_SCALE = 1e-8
 PERCENTILE = 0.9999
@@ -44,24 +46,31 @@ class TensorStats:
         self.hist = torch.zeros(bins, dtype=torch.float64)
 
     def update(self, x: torch.Tensor) -> None:
-        """Add the values of ``x`` (any shape, float)."""
+        """Add the values of ``x`` (any shape, float).
+
+        min/max are exact; the histogram is built from at most :data:`MAX_HIST_SAMPLES` values per call
+        (a fixed stride through the flattened tensor, counts scaled by the stride), which keeps the
+        statistics pass close to the cost of the forward pass itself.
+        """
         x = x.detach()
         if x.numel() == 0:
             return
         if not x.is_floating_point():
             x = x.float()
-        lo, hi = torch.aminmax(x)
-        lo, hi = float(lo), float(hi)
+        lo, hi = (float(v) for v in torch.aminmax(x))
         self.min, self.max = min(self.min, lo), max(self.max, hi)
         self.count += x.numel()
         amax = max(abs(lo), abs(hi))
         if amax > self.range:
             self._grow(amax)
+        flat = x.reshape(-1)
+        stride = max(1, flat.numel() // MAX_HIST_SAMPLES)
         if self.range > 0:
-            h = torch.histc(x.abs().float(), bins=self.bins, min=0.0, max=self.range)
-            self.hist += h.to(torch.float64).cpu()
+            sample = flat[::stride].float()
+            h = torch.histc(sample, bins=2 * self.bins, min=-self.range, max=self.range).to(torch.float64).cpu()
+            self.hist += (h[self.bins :] + h[: self.bins].flip(0)) * stride  # fold signed bins onto |x|
         else:
-            self.hist[0] += x.numel()
+            self.hist[0] += flat.numel()
 
     def update_array(self, x: np.ndarray) -> None:
         self.update(torch.as_tensor(np.asarray(x, dtype=np.float32)))

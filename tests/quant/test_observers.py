@@ -43,8 +43,8 @@ def test_streaming_histogram_matches_single_update():
     assert one.range == many.range == 16.0
     assert one.absmax == many.absmax
     assert many.hist.sum() == x.size
-    # bins merged on growth are sums of finer bins, so coarse views agree exactly
-    np.testing.assert_array_equal(one.hist.view(-1, 64).sum(1), many.hist.view(-1, 64).sum(1))
+    # bins merged on growth are sums of finer bins, so coarse views agree (up to float32 edge effects)
+    assert float((one.hist.view(-1, 64).sum(1) - many.hist.view(-1, 64).sum(1)).abs().max()) <= 2
 
 
 def test_merge_is_union():
@@ -53,7 +53,9 @@ def test_merge_is_union():
     merged = stats_of(a).merge(stats_of(b))
     both = stats_of(np.concatenate([a, b]))
     assert merged.absmax == both.absmax and merged.count == both.count
-    np.testing.assert_array_equal(merged.hist, both.hist)
+    assert merged.hist.sum() == both.hist.sum() == 6000
+    # only values within float32 rounding of a bin edge may land in the neighbouring bin
+    assert float((merged.hist - both.hist).abs().max()) <= 2
 
 
 def test_kl_clips_outliers_minmax_does_not():
@@ -91,6 +93,15 @@ def test_kl_at_16_bits_falls_back_to_minmax():
     s = stats_of(np.linspace(-3, 3, 1000, dtype=np.float32))
     assert observe_exponent(s, 16, "kl") == exponent_minmax(3.0, 16)
     assert exponent_kl(s, 16) == exponent_minmax(3.0, 16)
+
+
+def test_large_tensors_are_subsampled_for_the_histogram_only():
+    x = torch.linspace(-3.0, 2.0, 1_000_003)
+    s = TensorStats()
+    s.update(x)
+    assert s.min == -3.0 and s.max == 2.0 and s.count == 1_000_003  # exact
+    assert abs(float(s.hist.sum()) - 1_000_003) / 1_000_003 < 0.01  # counts scaled by the stride
+    assert abs(exponent_percentile(s, 8) - exponent_minmax(3.0, 8)) <= 1
 
 
 def test_unknown_observer():

@@ -1,0 +1,68 @@
+"""Calibration cost: espq.quantize's calibration vs one float forward pass over the same batches.
+
+ResNet-56 (CIFAR-10), 32 batches of 32 real calibration images; both timed in this process, best of
+``--repeat`` runs each (the machine is shared and noisy: compare the ratio, not the seconds).
+
+    python bench/calib_speed.py [--model resnet56] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from accuracy import load_task
+
+import espq
+from espq.quant.calibrate import collect_statistics
+from espq.quant.quantize import plan_skeleton
+from espq.sim.float import FloatSession
+from espq.targets import get_target
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="resnet56")
+    ap.add_argument("--target", default="esp32s3")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    task = load_task(args.model, limit=1)
+    batches = task["calib"]
+    graph = espq.load(task["path"], input_shape=task["shape"])
+    session = FloatSession(graph)
+    feeds = [{graph.inputs[0]: torch.as_tensor(b)} for b in batches]
+
+    def float_pass() -> None:
+        with torch.no_grad():
+            for f in feeds:
+                session.run_torch(f)
+
+    _, skeleton = plan_skeleton(graph, get_target(args.target), 8, espq.QuantSetting())
+
+    def stats_pass() -> None:
+        collect_statistics(graph, skeleton.observed_tensors, ({k: v.numpy() for k, v in f.items()} for f in feeds),
+                           progress=False)
+
+    def full_quantize() -> None:
+        espq.quantize(graph, batches, target=args.target, progress=False)
+
+    timings = {}
+    for name, fn in (("float forward", float_pass), ("statistics pass", stats_pass), ("espq.quantize", full_quantize)):
+        best = float("inf")
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t)
+        timings[name] = best
+    base = timings["float forward"]
+    print(f"{args.model}, {len(batches)} batches x {len(batches[0])}, target {args.target}, "
+          f"torch threads {torch.get_num_threads()}")
+    print("| step | seconds (best of %d) | ratio to float forward |" % args.repeat)
+    print("|---|---|---|")
+    for name, sec in timings.items():
+        print(f"| {name} | {sec:.2f} | {sec / base:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
