@@ -49,8 +49,8 @@ class TensorStats:
         """Add the values of ``x`` (any shape, float).
 
         min/max are exact; the histogram is built from at most :data:`MAX_HIST_SAMPLES` values per call
-        (a fixed stride through the flattened tensor, counts scaled by the stride), which keeps the
-        statistics pass close to the cost of the forward pass itself.
+        (a fixed stride through the flattened tensor, counts scaled by the stride, plus the exact extremes),
+        which keeps the statistics pass close to the cost of the forward pass itself.
         """
         x = x.detach()
         if x.numel() == 0:
@@ -69,6 +69,9 @@ class TensorStats:
             sample = flat[::stride].float()
             h = torch.histc(sample, bins=2 * self.bins, min=-self.range, max=self.range).to(torch.float64).cpu()
             self.hist += (h[self.bins :] + h[: self.bins].flip(0)) * stride  # fold signed bins onto |x|
+            if stride > 1:  # the extremes always count, so a rare outlier is never sampled away
+                ends = torch.tensor([abs(lo), abs(hi)], dtype=torch.float32)
+                self.hist += torch.histc(ends, bins=self.bins, min=0.0, max=self.range).to(torch.float64)
         else:
             self.hist[0] += flat.numel()
 

@@ -71,10 +71,13 @@ def _conv(node: Node, inputs: list[Tensor | None]) -> list[Tensor]:
     s = _spatial(node, "strides", nsp, 1)
     d = _spatial(node, "dilations", nsp, 1)
     pads = _same_pads(node, list(x.shape[2:]), k, s, d)
-    if any(pads):
+    padding: list[int] | int = 0
+    if pads[:nsp] == pads[nsp:]:
+        padding = pads[:nsp]  # symmetric: torch pads inside the convolution, no copy of the input
+    elif any(pads):
         x = F.pad(x, _torch_pads(pads))
     y = _CONV[nsp](
-        x, w.to(x.dtype), None if b is None else b.to(x.dtype), s, 0, d, int(node.attr("group", 1))
+        x, w.to(x.dtype), None if b is None else b.to(x.dtype), s, padding, d, int(node.attr("group", 1))
     )
     return [fused_activation(node, y)]
 
