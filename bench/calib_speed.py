@@ -41,14 +41,22 @@ def main() -> None:
     _, skeleton = plan_skeleton(graph, get_target(args.target), 8, espq.QuantSetting())
 
     def stats_pass() -> None:
-        collect_statistics(graph, skeleton.observed_tensors, ({k: v.numpy() for k, v in f.items()} for f in feeds),
-                           progress=False)
+        collect_statistics(
+            graph,
+            skeleton.observed_tensors,
+            ({k: v.numpy() for k, v in f.items()} for f in feeds),
+            progress=False,
+        )
 
     def full_quantize() -> None:
         espq.quantize(graph, batches, target=args.target, progress=False)
 
     timings = {}
-    for name, fn in (("float forward", float_pass), ("statistics pass", stats_pass), ("espq.quantize", full_quantize)):
+    for name, fn in (
+        ("float forward", float_pass),
+        ("statistics pass", stats_pass),
+        ("espq.quantize", full_quantize),
+    ):
         best = float("inf")
         for _ in range(args.repeat):
             t = time.perf_counter()
@@ -56,9 +64,11 @@ def main() -> None:
             best = min(best, time.perf_counter() - t)
         timings[name] = best
     base = timings["float forward"]
-    print(f"{args.model}, {len(batches)} batches x {len(batches[0])}, target {args.target}, "
-          f"torch threads {torch.get_num_threads()}")
-    print("| step | seconds (best of %d) | ratio to float forward |" % args.repeat)
+    print(
+        f"{args.model}, {len(batches)} batches x {len(batches[0])}, target {args.target}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    print(f"| step | seconds (best of {args.repeat}) | ratio to float forward |")
     print("|---|---|---|")
     for name, sec in timings.items():
         print(f"| {name} | {sec:.2f} | {sec / base:.2f} |")

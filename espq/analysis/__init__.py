@@ -181,7 +181,14 @@ def channels_last(feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _bar(total: int | None, desc: str, progress: bool, position: int) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="batch", disable=not progress, leave=False, position=position)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="batch",
+        disable=None if progress else True,
+        leave=False,
+        position=position,
+    )
 
 
 def _float_pass(graph, feeds: dict[str, torch.Tensor], keep: set[str] | None, kernels) -> dict:
@@ -259,7 +266,7 @@ def analyse(
             total=n_batches * len(ops),
             desc="layerwise",
             unit="op",
-            disable=not progress,
+            disable=None if progress else True,
             leave=False,
             position=2,
         )

@@ -46,7 +46,7 @@ def collect_statistics(
             stats[name].update(tensor)
         return tensor
 
-    bar = tqdm(total=total, desc="calibrating", unit="batch", disable=not progress, leave=False)
+    bar = tqdm(total=total, desc="calibrating", unit="batch", disable=None if progress else True, leave=False)
     for batch in feeds:
         torch_feeds = {k: torch.as_tensor(v) for k, v in batch.items()}
         for name in input_names:

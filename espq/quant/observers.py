@@ -1,8 +1,9 @@
 """Streaming tensor statistics and the observers that turn them into power-of-two exponents.
 
 One pass over the calibration data fills a :class:`TensorStats` per tensor: min, max and a
-histogram of |x| (from a fixed-stride subsample of large tensors) whose range doubles (merging bin pairs) whenever a larger value arrives, so no
-second pass is needed to learn the range first (ESP-PPQ's KL runs two passes, esp_ppq_facts.md §2.4).
+histogram of |x| (from a fixed-stride subsample of large tensors) whose range doubles (merging bin
+pairs) whenever a larger value arrives, so no second pass is needed to learn the range first
+(ESP-PPQ's KL runs two passes, esp_ppq_facts.md §2.4).
 
 Observers (all return the exponent e of ``value = int * 2**e``):
 
@@ -67,7 +68,11 @@ class TensorStats:
         stride = max(1, flat.numel() // MAX_HIST_SAMPLES)
         if self.range > 0:
             sample = flat[::stride].float()
-            h = torch.histc(sample, bins=2 * self.bins, min=-self.range, max=self.range).to(torch.float64).cpu()
+            h = (
+                torch.histc(sample, bins=2 * self.bins, min=-self.range, max=self.range)
+                .to(torch.float64)
+                .cpu()
+            )
             self.hist += (h[self.bins :] + h[: self.bins].flip(0)) * stride  # fold signed bins onto |x|
             if stride > 1:  # the extremes always count, so a rare outlier is never sampled away
                 ends = torch.tensor([abs(lo), abs(hi)], dtype=torch.float32)

@@ -165,7 +165,9 @@ class FakeQuantSim:
             if in_spec is None or out_spec is None:
                 continue
             e_in, e_out = int(in_spec.exponent), int(out_spec.exponent)
-            table = build_table(node.op_type, node.attrs, [], e_in, e_out, 16, self.target, self.int16_lut_step)
+            table = build_table(
+                node.op_type, node.attrs, [], e_in, e_out, 16, self.target, self.int16_lut_step
+            )
             tables[node.name] = (table, e_in, e_out)
         for op in {self.graph.node(n).op_type for n in tables}:
             self._kernels[op] = int16_lut_kernel(tables, self.target, self._kernels.get(op, KERNELS[op]))

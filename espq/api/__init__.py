@@ -1,0 +1,22 @@
+"""ESP-PPQ-compatible API: change ``from esp_ppq.api import ...`` to ``from espq.api import ...``."""
+
+from espq.api.espdl import espdl_quantize_onnx, espdl_quantize_tf, espdl_quantize_torch
+from espq.api.platforms import TargetPlatform, get_target_platform
+from espq.api.settings import (
+    DispatchingTable,
+    EqualizationSetting,
+    QuantizationSetting,
+    QuantizationSettingFactory,
+)
+
+__all__ = [
+    "DispatchingTable",
+    "EqualizationSetting",
+    "QuantizationSetting",
+    "QuantizationSettingFactory",
+    "TargetPlatform",
+    "espdl_quantize_onnx",
+    "espdl_quantize_tf",
+    "espdl_quantize_torch",
+    "get_target_platform",
+]

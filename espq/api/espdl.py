@@ -1,0 +1,279 @@
+"""ESP-PPQ-compatible entry points: ``espdl_quantize_onnx``, ``espdl_quantize_torch``, ``espdl_quantize_tf``.
+
+Scripts written for ESP-PPQ run after changing ``from esp_ppq.api import ...`` to
+``from espq.api import ...``. Differences, each on purpose (see README "Migrating from ESP-PPQ"):
+
+* the input ONNX file is never overwritten (ESP-PPQ saves its simplified model over it);
+* unknown keyword arguments, unknown targets and bit widths other than 8/16 are errors, not
+  silently ignored / turned into an FP32 export;
+* test values come from a seeded generator, so two runs write identical files;
+* the return value is an :class:`espq.QuantizedModel` (``.run`` = fake-quant inference,
+  ``.run_float``, ``.plan``, ``.report`` = the error analysis when ``error_report``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from espq.api.platforms import platform_precision
+from espq.api.settings import QuantizationSetting, QuantizationSettingFactory
+from espq.errors import ConfigError, InputDataError
+from espq.quant import QuantizedModel, QuantSetting, quantize
+from espq.utils import atomic_write_bytes
+
+#: keyword arguments ESP-PPQ forwards to get_target_platform / the exporter that espq implements
+EXPORT_KWARGS = ("metadata_props", "model_version", "int16_lut_step")
+KNOWN_KWARGS = (*EXPORT_KWARGS, "hi_precision", "dispatching_override", "dispatching_method")
+#: ESP-PPQ features espq does not implement: a clear error instead of a silent no-op
+UNSUPPORTED_KWARGS = {
+    "auto_streaming": "streaming export",
+    "streaming_table": "streaming export",
+    "streaming_input_shape": "streaming export",
+    "streaming_custom_passes": "streaming export",
+    "encrypt_data": "AES encryption of the exported file",
+    "config_path": "a custom .json path (the config is written beside the .espdl)",
+}
+
+
+def _check_kwargs(kwargs: dict[str, Any]) -> None:
+    for key, value in kwargs.items():
+        if key in UNSUPPORTED_KWARGS and value not in (None, False):
+            raise ConfigError(f"{key}={value!r}: espq does not support {UNSUPPORTED_KWARGS[key]} yet")
+    unknown = sorted(set(kwargs) - set(KNOWN_KWARGS) - set(UNSUPPORTED_KWARGS))
+    if unknown:
+        raise ConfigError(
+            f"unknown keyword argument(s) {unknown}; espdl_quantize_* accepts {', '.join(KNOWN_KWARGS)}"
+        )
+    if kwargs.get("dispatching_method", "allin") != "allin":
+        raise ConfigError("dispatching_method: only 'allin' (ESP-PPQ's espdl default) is supported")
+
+
+def to_quant_setting(
+    setting: QuantizationSetting | None, num_of_bits: int, kwargs: dict[str, Any]
+) -> QuantSetting:
+    """Map an ESP-PPQ-style settings object (plus deprecated ``dispatching_override``) to espq's."""
+    setting = setting or QuantizationSettingFactory.espdl_setting()
+    precision = setting.dispatching_table.precision()
+    for name, platform in (kwargs.get("dispatching_override") or {}).items():
+        precision[name] = platform_precision(platform)
+    algo = setting.quantize_activation_setting.calib_algorithm
+    if num_of_bits == 16 and algo == "kl":
+        algo = None  # ESP-PPQ's 16-bit default observer is min-max (KL has too few bins at 16 bit)
+    from espq.quant.recipes import settings_from_compat
+
+    return settings_from_compat(
+        setting,
+        QuantSetting(
+            calib_algorithm=algo,
+            layer_calib_algorithm=dict(setting.layer_calib_algorithm),
+            precision=precision,
+            recipe=setting.recipe,
+        ),
+    )
+
+
+def _sample_inputs(qm: QuantizedModel, inputs: Any, input_shape: Any) -> list[np.ndarray]:
+    """Test inputs: the user's (batch 1), else a seeded standard-normal draw per graph input."""
+    if inputs is not None:
+        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        return [x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x) for x in items]
+    rng = np.random.default_rng(0)
+    shapes = [qm.graph.shape(n) for n in qm.graph.inputs]
+    return [rng.standard_normal(s).astype(np.float32) for s in shapes]
+
+
+def _run_pipeline(
+    model: Any,
+    espdl_export_file: str | Path,
+    calib_dataloader: Iterable[Any],
+    calib_steps: int,
+    input_shape: Any,
+    inputs: Any,
+    target: str,
+    num_of_bits: int,
+    collate_fn: Callable | None,
+    setting: QuantizationSetting | None,
+    device: str,
+    error_report: bool,
+    skip_export: bool,
+    export_config: bool,
+    export_test_values: bool,
+    test_output_names: list[str] | None,
+    kwargs: dict[str, Any],
+) -> QuantizedModel:
+    _check_kwargs(kwargs)
+    if calib_dataloader is None:
+        raise InputDataError("calib_dataloader is required (an iterable of calibration batches)")
+    if calib_steps is None or isinstance(calib_steps, bool) or int(calib_steps) < 1:
+        raise ConfigError(f"calib_steps must be a positive integer, got {calib_steps!r}")
+    qsetting = to_quant_setting(setting, num_of_bits, kwargs)
+    shape = input_shape if inputs is None else None
+    qm = quantize(
+        model,
+        calib_dataloader,
+        target=target,
+        bits=num_of_bits,
+        calib_steps=int(calib_steps),
+        collate_fn=collate_fn,
+        setting=qsetting,
+        input_shape=shape,
+        device=device,
+    )
+    if error_report:
+        qm.report = qm.analyse(
+            calib_dataloader, steps=8, kinds=("graphwise", "layerwise"), collate_fn=collate_fn
+        )
+        qm.report.print()
+    if not skip_export:
+        test_inputs = _sample_inputs(qm, inputs, input_shape) if export_test_values else None
+        qm.export(
+            espdl_export_file,
+            export_test_values=export_test_values,
+            test_inputs=test_inputs,
+            test_output_names=test_output_names,
+            export_config=export_config,
+            **{k: kwargs[k] for k in EXPORT_KWARGS if k in kwargs},
+        )
+    return qm
+
+
+def espdl_quantize_onnx(
+    onnx_import_file: str | Path,
+    espdl_export_file: str | Path,
+    calib_dataloader: Iterable[Any],
+    calib_steps: int,
+    input_shape: Any,
+    inputs: Any = None,
+    target: str = "esp32p4",
+    num_of_bits: int = 8,
+    collate_fn: Callable | None = None,
+    setting: QuantizationSetting | None = None,
+    device: str = "cpu",
+    error_report: bool = True,
+    skip_export: bool = False,
+    export_config: bool = True,
+    export_test_values: bool = False,
+    test_output_names: list[str] | None = None,
+    verbose: int = 0,
+    **kwargs: Any,
+) -> QuantizedModel:
+    """Quantize an ONNX model and export ``.espdl`` (+ ``.info``/``.json``), like ESP-PPQ's function."""
+    return _run_pipeline(
+        str(onnx_import_file),
+        espdl_export_file,
+        calib_dataloader,
+        calib_steps,
+        input_shape,
+        inputs,
+        target,
+        num_of_bits,
+        collate_fn,
+        setting,
+        device,
+        error_report,
+        skip_export,
+        export_config,
+        export_test_values,
+        test_output_names,
+        kwargs,
+    )
+
+
+def espdl_quantize_torch(
+    model: Any,
+    espdl_export_file: str | Path,
+    calib_dataloader: Iterable[Any],
+    calib_steps: int,
+    input_shape: Any,
+    inputs: Any = None,
+    target: str = "esp32p4",
+    num_of_bits: int = 8,
+    collate_fn: Callable | None = None,
+    setting: QuantizationSetting | None = None,
+    device: str = "cpu",
+    error_report: bool = True,
+    test_output_names: list[str] | None = None,
+    skip_export: bool = False,
+    export_config: bool = True,
+    verbose: int = 0,
+    export_test_values: bool = False,
+    opset_version: int = 18,
+    **kwargs: Any,
+) -> QuantizedModel:
+    """Export a torch model to ``<stem>.onnx`` beside the ``.espdl`` (as ESP-PPQ does), then quantize it."""
+    from espq.frontends import export_torch, load_onnx
+
+    _check_kwargs(kwargs)
+    proto = load_onnx(export_torch(model, input_shape=input_shape, inputs=inputs, opset=opset_version))
+    onnx_path = Path(espdl_export_file).with_suffix(".onnx")
+    atomic_write_bytes(onnx_path, proto.SerializeToString())
+    return _run_pipeline(
+        proto,
+        espdl_export_file,
+        calib_dataloader,
+        calib_steps,
+        input_shape,
+        inputs,
+        target,
+        num_of_bits,
+        collate_fn,
+        setting,
+        device,
+        error_report,
+        skip_export,
+        export_config,
+        export_test_values,
+        test_output_names,
+        kwargs,
+    )
+
+
+def espdl_quantize_tf(
+    model: Any,
+    espdl_export_file: str | Path,
+    calib_dataloader: Iterable[Any],
+    calib_steps: int,
+    input_shape: Any = None,
+    inputs: Any = None,
+    target: str = "esp32p4",
+    num_of_bits: int = 8,
+    collate_fn: Callable | None = None,
+    setting: QuantizationSetting | None = None,
+    device: str = "cpu",
+    error_report: bool = True,
+    test_output_names: list[str] | None = None,
+    skip_export: bool = False,
+    export_config: bool = True,
+    verbose: int = 0,
+    export_test_values: bool = False,
+    **kwargs: Any,
+) -> QuantizedModel:
+    """The same for a Keras model / ``.keras`` file / SavedModel (extra ``[tf]``); writes ``<stem>.onnx``."""
+    from espq.frontends import load_onnx, load_tf
+
+    _check_kwargs(kwargs)
+    proto = load_onnx(load_tf(model, input_shape=input_shape))
+    atomic_write_bytes(Path(espdl_export_file).with_suffix(".onnx"), proto.SerializeToString())
+    return _run_pipeline(
+        proto,
+        espdl_export_file,
+        calib_dataloader,
+        calib_steps,
+        None,
+        inputs,
+        target,
+        num_of_bits,
+        collate_fn,
+        setting,
+        device,
+        error_report,
+        skip_export,
+        export_config,
+        export_test_values,
+        test_output_names,
+        kwargs,
+    )
