@@ -6,14 +6,12 @@ import torch
 from torch import nn
 
 
-def _conv_bn(cin: int, cout: int, k: int, stride: int, groups: int = 1, act: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = [
+def _conv_bn(cin: int, cout: int, k: int, stride: int, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(
         nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
         nn.BatchNorm2d(cout),
-    ]
-    if act:
-        layers.append(nn.ReLU6(inplace=True))
-    return nn.Sequential(*layers)
+        nn.ReLU6(inplace=True),
+    )
 
 
 class InvertedResidual(nn.Module):
@@ -26,7 +24,8 @@ class InvertedResidual(nn.Module):
             layers.append(_conv_bn(cin, hidden, 1, 1))
         layers += [
             _conv_bn(hidden, hidden, 3, stride, groups=hidden),
-            _conv_bn(hidden, cout, 1, 1, act=False),
+            nn.Conv2d(hidden, cout, 1, bias=False),  # torchvision's layout: projection conv, then its BN
+            nn.BatchNorm2d(cout),
         ]
         self.conv = nn.Sequential(*layers)
 
