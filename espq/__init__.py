@@ -1,9 +1,26 @@
-"""espq: post-training quantization of neural networks for Espressif's ESP-DL runtime."""
+"""espq: post-training quantization of neural networks for Espressif's ESP-DL runtime.
 
+Main entry points: :func:`load`, :func:`run_float`, :func:`check_model`, :func:`quantize` (→
+:class:`QuantizedModel` with ``run``, ``analyse``, ``export``), :func:`auto_mixed_precision`,
+:func:`run_espdl` (bit-exact ESP-DL integer inference of a ``.espdl``), and the ESP-PPQ-compatible
+functions of :mod:`espq.api`.
+"""
+
+from espq import utils
+from espq.api import (
+    QuantizationSettingFactory,
+    TargetPlatform,
+    espdl_quantize_onnx,
+    espdl_quantize_tf,
+    espdl_quantize_torch,
+    get_target_platform,
+)
 from espq.errors import EspqError
 from espq.frontends import load
 from espq.quant import QuantizedModel, QuantSetting, quantize
+from espq.quant.mixed_precision import auto_mixed_precision
 from espq.sim.float import run_float
+from espq.sim.integer import run_espdl
 from espq.targets import check_model
 
 __version__ = "0.1.0"
@@ -11,10 +28,19 @@ __version__ = "0.1.0"
 __all__ = [
     "EspqError",
     "QuantSetting",
+    "QuantizationSettingFactory",
     "QuantizedModel",
+    "TargetPlatform",
     "__version__",
+    "auto_mixed_precision",
     "check_model",
+    "espdl_quantize_onnx",
+    "espdl_quantize_tf",
+    "espdl_quantize_torch",
+    "get_target_platform",
     "load",
     "quantize",
+    "run_espdl",
     "run_float",
+    "utils",
 ]

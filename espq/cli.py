@@ -129,6 +129,7 @@ def quantize(
             calib_steps=steps,
             input_shape=_shape(input_shape),
         )
+        typer.echo(qm.amp_report.summary())
     else:
         qm = espq.quantize(
             model,

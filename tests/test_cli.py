@@ -163,3 +163,31 @@ def test_demo_int8_within_2_points_of_float(tmp_path):
         "digits_esp32s3_report.html",
     ):
         assert (tmp_path / "demo" / name).exists()
+
+
+def test_quantize_auto_int16_and_best_recipe(files):
+    d, onnx_path, calib = files
+    out = d / "amp.espdl"
+    r = invoke(
+        "quantize",
+        onnx_path,
+        "--calib",
+        calib,
+        "--steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--auto-int16",
+        "1e-6",
+        "--out",
+        out,
+    )
+    assert r.exit_code == 0, r.output
+    from espq.espdl import read
+
+    types = {n.name: n.attr("quant_type") for n in read(out).graph.nodes}
+    assert "S16" in types.values()  # an unreachable error target promotes layers
+    out2 = d / "best.espdl"
+    r = invoke("quantize", onnx_path, "--calib", calib, "--steps", "2", "--recipe", "best", "--out", out2)
+    assert r.exit_code == 0, r.output
+    assert out2.exists()

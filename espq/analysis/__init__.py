@@ -227,7 +227,7 @@ def analyse(
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ConfigError(f"analysis steps must be a non-negative integer, got {steps!r}")
     _load_kernels()
-    graph, sim = qm.graph, qm.sim
+    graph, sim = qm.float_graph, qm.sim  # float references run the float model; ``sim`` the quantized one
     ops = measured_ops(graph, qm.plan.node_types)
     report = AnalysisReport(model=_model_summary(qm), metric=metric, kinds=kinds)
     report.precision = {n: t for n, t in qm.plan.node_types.items() if t != f"S{qm.plan.bits}"}

@@ -141,7 +141,7 @@ def _int_array_repr(a: np.ndarray) -> str:
         line += word if i == last else word + ", "
     lines.append(line)
     body = "\n".join(lines)
-    text = prefix + "[" + body[len(indent):] + "],"
+    text = prefix + "[" + body[len(indent) :] + "],"
     typeless = a.dtype == np.dtype(np.int_)
     if typeless:
         return text[:-1] + ")"

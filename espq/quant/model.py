@@ -15,7 +15,8 @@ from espq.targets import CapabilityReport, Target
 
 
 class QuantizedModel:
-    """A quantized model: ``graph`` (canonical float IR), ``plan`` (every tensor's spec), ``target``.
+    """A quantized model: ``graph`` (canonical IR whose parameters the plan quantizes), ``plan`` (every
+    tensor's spec), ``target``; ``float_graph`` is the float model it approximates.
 
     ``run`` executes the fake-quant simulation, ``run_float`` the float model; both take the same input
     conventions as :func:`espq.run_float` and return numpy arrays by tensor name.
@@ -28,8 +29,16 @@ class QuantizedModel:
         target: Target,
         capability: CapabilityReport | None = None,
         stats: dict | None = None,
+        float_graph: Graph | None = None,
+        steps=None,
     ):
         self.graph = graph
+        #: the float model the quantized one approximates (``graph`` may carry bias-corrected biases)
+        self.float_graph = graph if float_graph is None else float_graph
+        #: the accuracy steps (recipe) this model was built with (:class:`espq.quant.recipes.Steps`)
+        self.steps = steps
+        #: automatic mixed precision's report, when the model came from ``auto_mixed_precision``
+        self.amp_report = None
         self.plan = plan
         self.target = target
         self.capability = capability
@@ -62,7 +71,7 @@ class QuantizedModel:
         """Float inference of the same (canonicalised) graph."""
         from espq.sim.float import run_float
 
-        return run_float(self.graph, inputs, outputs=outputs)
+        return run_float(self.float_graph, inputs, outputs=outputs)
 
     def export(
         self,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from espq.errors import ConfigError
 from espq.ir import Graph
-from espq.quant import rules
+from espq.quant import recipes, rules
+from espq.quant.bias_correction import correct_biases, keep_batches
 from espq.quant.calibrate import collect_statistics, resolve_exponents
 from espq.quant.data import iter_feeds
+from espq.quant.exponent_search import search_exponents
 from espq.quant.model import QuantizedModel
 from espq.quant.plan import PlanSkeleton, build_plan
 from espq.quant.setting import QuantSetting
@@ -73,13 +76,18 @@ def quantize(
     input_shape: Any = None,
     progress: bool = True,
     device: str = "cpu",
+    recipe: str | None = None,
 ) -> QuantizedModel:
     """Quantize a model for ``target`` at ``bits`` (8 or 16) with power-of-two exponents.
 
     ``model_or_graph``: anything :func:`espq.load` accepts, or a :class:`espq.ir.Graph`.
     ``calib_data``: an iterable of batches (arrays, tensors, tuples/lists per input, dicts by input
     name); ``calib_steps`` batches are used (the iterable is repeated if shorter). ``plan``: a plan saved
-    by :meth:`QuantizedModel.save_plan` to re-apply without calibrating (``calib_data`` may then be None).
+    by :meth:`QuantizedModel.save_plan` to re-apply without calibrating (``calib_data`` may then be None;
+    with bias correction in the recipe, biases are only corrected when data is given).
+    ``recipe``: "espdl" or "best" (:mod:`espq.quant.recipes`); ``None`` = ``setting.recipe``. The
+    returned model's ``steps`` records the steps it was built with ("best" may drop equalization); re-apply
+    a saved plan with the same steps (e.g. ``QuantSetting(equalization=False)`` when they say so).
     """
     from espq.frontends import load
 
@@ -87,30 +95,86 @@ def quantize(
     tgt = get_target(target)
     setting = setting or QuantSetting()
     setting.validate()
-    graph = load(model_or_graph, input_shape=input_shape)
-    split_shared_parameters(graph)
-    report = check_model(graph, tgt, bits, overrides=setting.precision)
-    node_types = node_types_from_report(graph, report, setting.precision)
-    skeleton = build_plan(graph, node_types, tgt, bits, calib_algorithm=setting.algorithm(bits))
+    steps = recipes.resolve(setting, recipe)
+    base = load(model_or_graph, input_shape=input_shape)
+    split_shared_parameters(base)
     if plan is not None:
+        graph = recipes.prepare_graph(base, steps)
+        report, skeleton = plan_skeleton(graph, tgt, bits, setting)
         loaded = plan if isinstance(plan, QuantPlan) else QuantPlan.load(plan)
         _check_plan_matches(loaded, skeleton.plan, tgt)
-        return QuantizedModel(graph, loaded, tgt, report)
-    # weights are fake-quantized during calibration, as ESP-PPQ does
+        float_graph = graph.copy()  # bias correction writes into ``graph``
+        if steps.bias_correction and calib_data is not None:
+            correct_biases(graph, loaded, tgt, list(iter_feeds(graph, calib_data, calib_steps, collate_fn)))
+        return QuantizedModel(graph, loaded, tgt, report, float_graph=float_graph, steps=steps)
+    variants = recipes.variants(steps)
+    feeds = iter_feeds(base, calib_data, calib_steps, collate_fn)
+    if len({v.equalization is None for v in variants}) > 1:
+        feeds = list(feeds)  # one calibration pass per float graph
+    kept: list = []
+    models = []
+    for equalized in dict.fromkeys(v.equalization is not None for v in variants):
+        group = [v for v in variants if (v.equalization is not None) == equalized]
+        graph = recipes.prepare_graph(base.copy(), group[0])
+        report, skeleton = plan_skeleton(graph, tgt, bits, setting)
+        batches = keep_batches(iter(feeds), kept) if not models else iter(feeds)
+        stats = calibration_statistics(
+            graph, skeleton, tgt, batches, skeleton.observed_tensors, calib_steps, progress, device
+        )
+        for v in group:
+            g = graph.copy()  # bias correction writes into the copy; ``graph`` stays the float model
+            final = finish_plan(copy.deepcopy(skeleton), g, stats, setting, v, tgt, kept)
+            models.append(QuantizedModel(g, final, tgt, report, stats=stats, float_graph=graph, steps=v))
+    return models[0] if len(models) == 1 else recipes.select(models, base, kept)
+
+
+def plan_skeleton(graph: Graph, target: Target, bits: int, setting: QuantSetting):
+    """Capability check and plan skeleton (no exponents) for ``graph`` with ``setting.precision``."""
+    report = check_model(graph, target, bits, overrides=setting.precision)
+    node_types = node_types_from_report(graph, report, setting.precision)
+    return report, build_plan(graph, node_types, target, bits, calib_algorithm=setting.algorithm(bits))
+
+
+def calibration_statistics(
+    graph: Graph,
+    skeleton: PlanSkeleton,
+    target: Target,
+    feeds: Iterable[dict],
+    tensors: Iterable[str],
+    total: int | None = None,
+    progress: bool = True,
+    device: str = "cpu",
+) -> dict:
+    """Statistics of ``tensors`` over ``feeds`` with the weights fake-quantized as ``skeleton`` plans
+    (as ESP-PPQ does)."""
     weights_only = resolve_exponents(_params_only(skeleton), graph, {})
     calib_graph = graph.copy()
-    calib_graph.initializers = quantize_parameters(graph, weights_only, tgt)
-    feeds = iter_feeds(graph, calib_data, calib_steps, collate_fn)
-    stats = collect_statistics(
-        calib_graph, skeleton.observed_tensors, feeds, total=calib_steps, progress=progress, device=device
-    )
+    calib_graph.initializers = quantize_parameters(graph, weights_only, target)
+    return collect_statistics(calib_graph, tensors, feeds, total=total, progress=progress, device=device)
+
+
+def finish_plan(
+    skeleton: PlanSkeleton,
+    graph: Graph,
+    stats: dict,
+    setting: QuantSetting,
+    steps: recipes.Steps,
+    target: Target,
+    batches: list[dict],
+) -> QuantPlan:
+    """Exponents from ``stats`` (observers, then the recipe's exponent search); then the recipe's bias
+    correction of ``graph`` on ``batches``."""
     algorithms = {
         spec.group: setting.layer_calib_algorithm[name]
         for name, spec in skeleton.plan.tensors.items()
         if name in setting.layer_calib_algorithm and spec.group
     }
     final = resolve_exponents(skeleton, graph, stats, algorithms)
-    return QuantizedModel(graph, final, tgt, report, stats=stats)
+    if steps.exponent_search:
+        search_exponents(skeleton, final, graph, stats, target, batches)
+    if steps.bias_correction:
+        correct_biases(graph, final, target, batches)
+    return final
 
 
 def _params_only(skeleton: PlanSkeleton) -> PlanSkeleton:
@@ -135,4 +199,11 @@ def _check_plan_matches(loaded: QuantPlan, fresh: QuantPlan, target: Target) -> 
         raise ConfigError("the plan has tensors without exponents; it was not calibrated")
 
 
-__all__ = ["quantize", "split_shared_parameters", "node_types_from_report"]
+__all__ = [
+    "calibration_statistics",
+    "finish_plan",
+    "node_types_from_report",
+    "plan_skeleton",
+    "quantize",
+    "split_shared_parameters",
+]

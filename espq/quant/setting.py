@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from espq.errors import ConfigError
+from espq.quant.equalization import EqualizationSetting
 from espq.quant.observers import OBSERVERS
+from espq.quant.recipes import RECIPES
 
 Precision = int | str  # 8 | 16 | "float"
 
@@ -20,15 +22,31 @@ class QuantSetting:
       "minmax" at 16 bit (ESP-PPQ's defaults).
     * ``layer_calib_algorithm``: per-tensor override (tensor name -> observer).
     * ``precision``: per-node override (node name -> 8 | 16 | "float").
-    * ``recipe``: "espdl" (ESP-PPQ-compatible) — other recipes are added by the accuracy work.
+    * ``recipe``: "espdl" (ESP-PPQ-compatible defaults) or "best" (equalization + exponent search + bias
+      correction); see :mod:`espq.quant.recipes`.
+    * ``equalization`` / ``exponent_search`` / ``bias_correction``: ``None`` = what the recipe says,
+      ``True``/``False`` to force a step on or off.
+    * ``equalization_setting``: ESP-PPQ's equalization settings; ``None`` = the recipe's.
     """
 
     calib_algorithm: str | None = None
     layer_calib_algorithm: dict[str, str] = field(default_factory=dict)
     precision: dict[str, Precision] = field(default_factory=dict)
     recipe: str = "espdl"
+    equalization: bool | None = None
+    equalization_setting: EqualizationSetting | None = None
+    exponent_search: bool | None = None
+    bias_correction: bool | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.equalization_setting, dict):
+            self.equalization_setting = EqualizationSetting(**self.equalization_setting)
 
     def validate(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
+        if self.equalization_setting is not None:
+            self.equalization_setting.validate()
         algos = [self.calib_algorithm, *self.layer_calib_algorithm.values()]
         for algo in algos:
             if algo is not None and algo not in OBSERVERS:

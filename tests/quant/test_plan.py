@@ -87,8 +87,12 @@ def test_concat_aligned_and_clip_bounds_share_input():
         helper.make_node("Clip", ["x", "lo", "hi"], ["k"], name="clip"),
         helper.make_node("Concat", ["c", "k"], ["y"], name="cat", axis=1),
     ]
-    m = make_model(nodes, [("x", [1, 2, 4, 4])], [("y", [1, 4, 4, 4])],
-                   {"w": w, "lo": np.array(0.0, np.float32), "hi": np.array(6.0, np.float32)})
+    m = make_model(
+        nodes,
+        [("x", [1, 2, 4, 4])],
+        [("y", [1, 4, 4, 4])],
+        {"w": w, "lo": np.array(0.0, np.float32), "hi": np.array(6.0, np.float32)},
+    )
     _, sk = skeleton_for(m)
     p = sk.plan
     assert p.tensors["c"].group == p.tensors["y"].group == p.tensors["k"].group

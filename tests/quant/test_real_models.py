@@ -23,8 +23,11 @@ def cifar(split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     files = [(p, c) for c, name in enumerate(CLASSES) for p in sorted((root / name).glob("*.jpg"))]
     order = np.random.RandomState(0).permutation(len(files))[:n]
     x = np.stack(
-        [(np.asarray(Image.open(files[i][0]).convert("RGB"), np.float32).transpose(2, 0, 1) / 255 - MEAN) / STD
-         for i in order]
+        [
+            (np.asarray(Image.open(files[i][0]).convert("RGB"), np.float32).transpose(2, 0, 1) / 255 - MEAN)
+            / STD
+            for i in order
+        ]
     )
     return x, np.array([files[i][1] for i in order])
 

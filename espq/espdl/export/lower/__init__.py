@@ -25,9 +25,9 @@ from espq.espdl.export.lower.optional_inputs import drop_empty_optional_inputs
 from espq.espdl.export.lower.quant_nodes import insert_quant_nodes
 from espq.espdl.export.lower.state import ExportState
 from espq.espdl.export.lower.transposes import fuse_transposes
-from espq.sim.lut import lut_codes
 from espq.ir import Graph
 from espq.quant.spec import QuantPlan
+from espq.sim.lut import lut_codes
 from espq.targets import Target
 
 

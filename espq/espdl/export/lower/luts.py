@@ -16,9 +16,9 @@ import torch
 
 from espq.errors import UnsupportedOpError
 from espq.espdl.export.lower.state import ExportState
-from espq.sim.lut import LUT8_OPS, LUT16_OPS, build_table
 from espq.espdl.export.weights import param_values
 from espq.quant.spec import S8, S16
+from espq.sim.lut import LUT8_OPS, LUT16_OPS, build_table
 
 
 def attach_luts(state: ExportState) -> dict[str, tuple[np.ndarray, int, int]]:

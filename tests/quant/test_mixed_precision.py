@@ -1,0 +1,70 @@
+"""Automatic mixed precision: budgets, error target, report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+from qhelpers import make_model, random_batches
+
+from espq.errors import ConfigError
+from espq.quant.mixed_precision import auto_mixed_precision
+from espq.quant.recipes import output_error
+from espq.quant.spec import S16
+
+
+def chain_model():
+    """Three Conv+Relu layers with uneven channel ranges (int8-unfriendly) and a Gemm head."""
+    rng = np.random.default_rng(0)
+    inits = {}
+    nodes = []
+    src, cin = "x", 3
+    for i in range(3):
+        w = rng.normal(0, 0.3, (8, cin, 3, 3)) * 10 ** rng.uniform(-1.5, 1.0, (8, 1, 1, 1))
+        inits[f"w{i}"] = w.astype(np.float32)
+        inits[f"b{i}"] = rng.normal(0, 0.1, 8).astype(np.float32)
+        nodes.append(
+            helper.make_node("Conv", [src, f"w{i}", f"b{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1])
+        )
+        nodes.append(helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}"))
+        src, cin = f"r{i}", 8
+    nodes.append(helper.make_node("GlobalAveragePool", [src], ["g"], name="gap"))
+    nodes.append(helper.make_node("Flatten", ["g"], ["f"], name="flat"))
+    inits["wf"] = rng.normal(0, 0.5, (8, 5)).astype(np.float32)
+    nodes.append(helper.make_node("Gemm", ["f", "wf"], ["y"], name="head"))
+    return make_model(nodes, [("x", [1, 3, 8, 8])], [("y", [1, 5])], inits)
+
+
+DATA = random_batches([1, 3, 8, 8], n=3, batch=8, seed=1)
+
+
+def test_layer_budget_is_respected_and_reported():
+    qm = auto_mixed_precision(chain_model(), DATA, target="esp32s3", max_int16_layers=1, progress=False)
+    rep = qm.amp_report
+    int16_computing = [n for n in qm.plan.int16_nodes() if qm.graph.node(n).op_type in ("Conv", "Gemm")]
+    assert int16_computing == rep.int16_layers and len(rep.int16_layers) == 1
+    assert rep.error < rep.base_error
+    assert rep.relative_latency > 1.0 and rep.size_bytes > rep.int8_size_bytes
+    assert len(rep.ranking) == 4  # every quantized Conv/Gemm ranked
+    assert rep.int16_layers[0] in rep.summary()
+
+
+def test_error_target_is_reached_greedily():
+    base = auto_mixed_precision(chain_model(), DATA, max_int16_layers=0, progress=False).amp_report
+    target = base.base_error / 20
+    qm = auto_mixed_precision(chain_model(), DATA, max_error=target, progress=False)
+    rep = qm.amp_report
+    assert rep.error <= target
+    assert [e for _, e in rep.steps] == sorted((e for _, e in rep.steps), reverse=True)
+    assert all(qm.plan.node_types[n] == S16 for n in rep.int16_layers)
+
+
+def test_needs_a_budget():
+    with pytest.raises(ConfigError, match="max_error"):
+        auto_mixed_precision(chain_model(), DATA)
+
+
+def test_output_error_is_the_per_sample_noise_ratio():
+    f = {"y": np.array([[1.0, 0.0], [0.0, 2.0]])}
+    q = {"y": np.array([[1.0, 0.5], [0.0, 2.0]])}
+    assert output_error(q, f) == pytest.approx(0.25 / 2, rel=1e-6)
