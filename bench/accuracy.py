@@ -19,6 +19,7 @@ preprocessing (height 48, width ≤ 192 keeping aspect, right zero padding, (x/2
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -155,10 +156,10 @@ def _subset(n: int, limit: int | None) -> np.ndarray:
     return np.sort(np.random.RandomState(1).permutation(n)[:limit])
 
 
-def reference_top1(task: dict, target: str, limit: int | None) -> str:
+def reference_top1(task: dict, target: str, limit: int | None, bits: int = 8) -> str:
     if task["ref"] is None:
         return "n/a"
-    f = SHARED / "reference" / task["ref"].format(target=target) / "result.json"
+    f = SHARED / "reference" / task["ref"].format(target=target).replace("_s8", f"_s{bits}") / "result.json"
     if not f.exists():
         return "n/a"
     value = json.loads(f.read_text()).get(task["ref_key"])
@@ -178,15 +179,17 @@ def nsr(q: np.ndarray, f: np.ndarray) -> float:
     return float(((q - f) ** 2).sum() / max((f**2).sum(), 1e-30))
 
 
-def bench_row(model: str, target: str, recipes: list[str], limit: int | None, task: dict) -> dict:
+def bench_row(
+    model: str, target: str, recipes: list[str], limit: int | None, task: dict, bits: int = 8
+) -> dict:
     graph = espq.load(task["path"], input_shape=task["shape"])
     out = graph.outputs[0]
     f = logits(lambda b: espq.run_float(graph, b, outputs=[out]), task["x"], out)
-    row = {"model": model, "target": target, "n": len(task["y"]), "float": top1(f, task["y"])}
-    row["esp-ppq"] = reference_top1(task, target, limit)
+    row = {"model": model, "target": target, "bits": bits, "n": len(task["y"]), "float": top1(f, task["y"])}
+    row["esp-ppq"] = reference_top1(task, target, limit, bits)
     for r in recipes:
         t0 = time.time()
-        qm = espq.quantize(graph, task["calib"], target=target, recipe=r, progress=False)
+        qm = espq.quantize(graph, task["calib"], target=target, bits=bits, recipe=r, progress=False)
         q = logits(lambda b, qm=qm: qm.run(b, outputs=[out]), task["x"], out)
         row[r] = top1(q, task["y"])
         row[f"{r} nsr"] = nsr(q, f)
@@ -195,12 +198,19 @@ def bench_row(model: str, target: str, recipes: list[str], limit: int | None, ta
 
 
 def print_table(rows: list[dict], recipes: list[str]) -> None:
-    head = ["model", "target", "images", "float", "ESP-PPQ default"]
+    head = ["model", "target", "bits", "images", "float", "ESP-PPQ default"]
     head += [f"espq {r}" for r in recipes] + [f"NSR {r}" for r in recipes]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for row in rows:
-        cells = [row["model"], row["target"], str(row["n"]), f"{row['float']:.2f}", row["esp-ppq"]]
+        cells = [
+            row["model"],
+            row["target"],
+            str(row["bits"]),
+            str(row["n"]),
+            f"{row['float']:.2f}",
+            row["esp-ppq"],
+        ]
         cells += [f"{row[r]:.2f}" for r in recipes] + [f"{row[f'{r} nsr']:.2e}" for r in recipes]
         print("| " + " | ".join(cells) + " |")
 
@@ -225,6 +235,7 @@ def main() -> None:
     ap.add_argument("--models", default="resnet20,resnet56,mobilenetv2,ppocr_cls")
     ap.add_argument("--targets", default="esp32p4,esp32s3")
     ap.add_argument("--recipes", default="espdl,best")
+    ap.add_argument("--bits", default="8", help="comma-separated bit widths, e.g. 8,16")
     ap.add_argument("--limit", type=int, default=None, help="evaluate on a fixed subset of this size")
     ap.add_argument("--amp", type=float, default=None, help="also run auto mixed precision to this error")
     args = ap.parse_args()
@@ -232,8 +243,10 @@ def main() -> None:
     rows = []
     for model in args.models.split(","):
         task = load_task(model, args.limit)
-        for target in args.targets.split(",") if recipes else ():
-            rows.append(bench_row(model, target, recipes, args.limit, task))
+        for target, bits in itertools.product(
+            args.targets.split(",") if recipes else (), args.bits.split(",")
+        ):
+            rows.append(bench_row(model, target, recipes, args.limit, task, int(bits)))
             r = rows[-1]
             print(f"# {model} {target}: " + ", ".join(f"{k}={v}" for k, v in r.items()), flush=True)
         if args.amp is not None and model == "mobilenetv2":
