@@ -62,7 +62,8 @@ def split_edl(data: bytes, source: str = "<bytes>", key: bytes | None = None) ->
     magic = bytes(data[:4])
     if magic in PDL_MAGICS:
         raise EspdlFormatError(
-            f"{source}: is a {magic.decode()} multi-model package, not a single model; "
+            f"{source}: magic {magic.decode()} at byte offset 0 marks a multi-model package, "
+            "not a single model; "
             "use espq.espdl.read_package() to read it"
         )
     if magic not in EDL_MAGICS:
