@@ -26,7 +26,14 @@ def main() -> None:
     ap.add_argument("--model", default="resnet56")
     ap.add_argument("--target", default="esp32s3")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (spinning threads distort timings on a shared 2-core machine)",
+    )
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     task = load_task(args.model, limit=1)
     batches = task["calib"]
     graph = espq.load(task["path"], input_shape=task["shape"])

@@ -28,7 +28,7 @@ from espq.errors import ConfigError
 
 HIST_BINS = 16384
 #: values per tensor and batch that enter the histogram (min/max always see every value)
-MAX_HIST_SAMPLES = 1 << 16
+MAX_HIST_SAMPLES = 1 << 22
 KL_BINS = 4096
 MIN_SCALE = 1e-8
 PERCENTILE = 0.9999
