@@ -258,10 +258,16 @@ def check_model(
 ) -> CapabilityReport:
     """Classify every node of the canonicalised ``graph`` for ``target`` at default width ``bits``.
 
+    ``graph`` may also be anything :func:`espq.load` accepts (it is then loaded and canonicalised).
+
     ``overrides`` maps node names to 8, 16 or ``"float"``; unknown names or values raise ConfigError.
     With ``strict`` (default) any unsupported node raises :class:`UnsupportedOpError` listing all of them,
     with the report in its ``.report`` attribute; otherwise the report is returned as is.
     """
+    if not isinstance(graph, Graph):  # a path, ModelProto, torch or Keras model: load it first
+        from espq.frontends import load
+
+        graph = load(graph)
     tgt = get_target(target)
     if bits not in (8, 16) or isinstance(bits, bool):
         raise ConfigError(f"bits must be 8 or 16, got {bits!r}")

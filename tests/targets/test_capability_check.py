@@ -174,3 +174,26 @@ def test_espressif_op_tests_pass_the_check():
             assert {n.op_type for n in report.unsupported} <= {"ConvTranspose"}, (path, report.summary())
             checked += 1
     assert checked > 500
+
+
+def test_check_model_accepts_a_model_path(tmp_path):
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((2, 3, 1, 1), np.float32), "w")
+    g = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+            helper.make_node("Erf", ["c"], ["y"], name="erf"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[w],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    path = tmp_path / "m.onnx"
+    path.write_bytes(m.SerializeToString())
+    report = check_model(path, "esp32s3", strict=False)
+    assert report.node("conv").status == "quantized"
+    assert report.node("erf").status == "unsupported"
