@@ -6,6 +6,8 @@ These are properties of ESP-DL's kernels (esp_dl_facts.md §3.2, §4) and of ESP
 
 from __future__ import annotations
 
+from espq.ir.ops import REDUCE_OPS
+
 #: Ops whose outputs keep input 0's spec: pure data movement (esp_dl_facts §4.10) or max/min picks
 #: (MaxPool, ReduceMax/Min need equal exponents, §3.2). ESP-PPQ's PASSIVE_OPERATIONS (§2.3) + ESP-DL movers.
 PASSIVE_OPS = frozenset(
@@ -67,16 +69,7 @@ INDEX_INPUTS: dict[str, frozenset[int]] = {
     "Gather": frozenset({1}),
     "Resize": frozenset({1, 2, 3}),
     "ScatterND": frozenset({1}),
-    "ReduceL1": frozenset({1}),
-    "ReduceL2": frozenset({1}),
-    "ReduceMin": frozenset({1}),
-    "ReduceMax": frozenset({1}),
-    "ReduceSum": frozenset({1}),
-    "ReduceProd": frozenset({1}),
-    "ReduceMean": frozenset({1}),
-    "ReduceSumSquare": frozenset({1}),
-    "ReduceLogSum": frozenset({1}),
-    "ReduceLogSumExp": frozenset({1}),
+    **dict.fromkeys(REDUCE_OPS, frozenset({1})),
     "RMSNormalization": frozenset({1}),
     "Expand": frozenset({1}),
     "Tile": frozenset({1}),

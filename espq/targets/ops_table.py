@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from espq.ir.ops import REDUCE_OPS
 from espq.targets import rules as r
 from espq.targets.base import ExponentRule, OpSpec, QuantType
 
@@ -125,18 +126,7 @@ _SPECS: list[OpSpec] = [
             exponent_rule=EQ if op in ("ReduceMax", "ReduceMin") else ExponentRule.FREE,
             param_inputs=(1,),
         )
-        for op in (
-            "ReduceL1",
-            "ReduceL2",
-            "ReduceMin",
-            "ReduceMax",
-            "ReduceSum",
-            "ReduceProd",
-            "ReduceMean",
-            "ReduceSumSquare",
-            "ReduceLogSum",
-            "ReduceLogSumExp",
-        )
+        for op in REDUCE_OPS
     ),
     # normalisation and recurrent ops (float internals)
     _spec("LayerNormalization", _ALL, param_inputs=(1, 2), notes=_NOT_ON_C),

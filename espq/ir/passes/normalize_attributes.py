@@ -27,25 +27,12 @@ import numpy as np
 
 from espq.errors import UnsupportedOpError
 from espq.ir.graph import Graph, Node
+from espq.ir.ops import REDUCE_OPS
 from espq.ir.passes._common import add_initializer, const, positive_axes, rank, set_value, skip
 
 logger = logging.getLogger(__name__)
 
 TARGET_OPSET = 18
-REDUCE_OPS = frozenset(
-    {
-        "ReduceSum",
-        "ReduceMean",
-        "ReduceMax",
-        "ReduceMin",
-        "ReduceProd",
-        "ReduceL1",
-        "ReduceL2",
-        "ReduceLogSum",
-        "ReduceLogSumExp",
-        "ReduceSumSquare",
-    }
-)
 _SINGLE_AXIS_OPS = frozenset({"Concat", "Gather", "Flatten", "ArgMax", "ArgMin", "LayerNormalization"})
 
 

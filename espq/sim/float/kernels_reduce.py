@@ -7,6 +7,7 @@ import math
 import torch
 
 from espq.ir.graph import Node
+from espq.ir.ops import REDUCE_OPS
 from espq.sim.float.registry import attr_or_input, axis_of, current_opset, need, register, scalar
 
 Tensor = torch.Tensor
@@ -18,18 +19,7 @@ def _prod(x: Tensor, axes: list[int], keep: bool) -> Tensor:
     return x
 
 
-@register(
-    "ReduceSum",
-    "ReduceMean",
-    "ReduceMax",
-    "ReduceMin",
-    "ReduceProd",
-    "ReduceL1",
-    "ReduceL2",
-    "ReduceLogSum",
-    "ReduceLogSumExp",
-    "ReduceSumSquare",
-)
+@register(*REDUCE_OPS)
 def _reduce(node: Node, inputs: list[Tensor | None]) -> list[Tensor]:
     """Reduce*: axes as attribute (older opsets) or input 1; keepdims; noop_with_empty_axes."""
     need(inputs, 1, node)

@@ -28,6 +28,7 @@ import numpy as np
 
 from espq.espdl.model import EspdlModel, EspdlValueInfo
 from espq.espdl.schema import NUMPY_DTYPES
+from espq.ir.ops import REDUCE_OPS
 from espq.targets import Target
 from espq.targets.rounding import quantize
 
@@ -84,16 +85,7 @@ _INHERIT = frozenset(
         "Split",
         "Concat",
         "StreamingCache",
-        "ReduceL1",
-        "ReduceL2",
-        "ReduceMin",
-        "ReduceMax",
-        "ReduceSum",
-        "ReduceProd",
-        "ReduceMean",
-        "ReduceSumSquare",
-        "ReduceLogSum",
-        "ReduceLogSumExp",
+        *REDUCE_OPS,
     }
 )
 
