@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from graph_builders import make_model as build_model
+from onnx import helper
 
 
 def make_model(nodes, inputs, outputs, inits=None, opset=18) -> onnx.ModelProto:
     """A ModelProto from node protos, (name, shape) inputs/outputs and name->array initializers."""
-    g = helper.make_graph(
-        nodes,
-        "t",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs],
-        initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()],
-    )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 8
-    return m
+    return build_model(nodes, inputs, outputs, inits, opset, name="t")
 
 
 def conv_relu_add_model(seed: int = 0) -> onnx.ModelProto:
