@@ -99,7 +99,6 @@ def run_demo(out_dir: str | Path = "espq-demo", epochs: int = 12, echo=print) ->
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     x_train, y_train, x_test, y_test = digits_data()
     model = make_model()
     echo(f"training a small CNN on sklearn digits ({len(x_train)} train / {len(x_test)} test images, 8x8)…")

@@ -23,6 +23,7 @@ from espq.api.platforms import platform_precision
 from espq.api.settings import QuantizationSetting, QuantizationSettingFactory
 from espq.errors import ConfigError, InputDataError
 from espq.quant import QuantizedModel, QuantSetting, quantize
+from espq.quant.recipes import settings_from_compat
 from espq.utils import atomic_write_bytes
 
 #: keyword arguments ESP-PPQ forwards to get_target_platform / the exporter that espq implements
@@ -63,8 +64,6 @@ def to_quant_setting(
     algo = setting.quantize_activation_setting.calib_algorithm
     if num_of_bits == 16 and algo == "kl":
         algo = None  # ESP-PPQ's 16-bit default observer is min-max (KL has too few bins at 16 bit)
-    from espq.quant.recipes import settings_from_compat
-
     return settings_from_compat(
         setting,
         QuantSetting(
