@@ -64,21 +64,19 @@ class TensorStats:
         amax = max(abs(lo), abs(hi))
         if amax > self.range:
             self._grow(amax)
-        flat = x.reshape(-1)
-        stride = max(1, flat.numel() // MAX_HIST_SAMPLES)
+        flat = _flat_view(x)
+        n = flat.numel()
+        # odd stride: on power-of-two channel counts and widths the sample visits every channel and column
+        stride = 1 if n <= MAX_HIST_SAMPLES else (n // MAX_HIST_SAMPLES) | 1
         if self.range > 0:
-            sample = flat[::stride].float()
-            h = (
-                torch.histc(sample, bins=2 * self.bins, min=-self.range, max=self.range)
-                .to(torch.float64)
-                .cpu()
-            )
-            self.hist += (h[self.bins :] + h[: self.bins].flip(0)) * stride  # fold signed bins onto |x|
+            sample = flat[::stride].abs().float().mul_(self.bins / self.range)  # exact: powers of two
+            idx = sample.to(torch.int64).clamp_(max=self.bins - 1)  # x == range goes to the last bin
+            self.hist += torch.bincount(idx, minlength=self.bins).to(torch.float64).cpu() * stride
             if stride > 1:  # the extremes always count, so a rare outlier is never sampled away
                 ends = torch.tensor([abs(lo), abs(hi)], dtype=torch.float32)
                 self.hist += torch.histc(ends, bins=self.bins, min=0.0, max=self.range).to(torch.float64)
         else:
-            self.hist[0] += flat.numel()
+            self.hist[0] += n
 
     def update_array(self, x: np.ndarray) -> None:
         self.update(torch.as_tensor(np.asarray(x, dtype=np.float32)))
@@ -116,6 +114,14 @@ class TensorStats:
         if self.count == 0:
             return 0.0
         return max(abs(self.min), abs(self.max))
+
+
+def _flat_view(x: torch.Tensor) -> torch.Tensor:
+    """The elements of ``x`` as a 1-D tensor in memory order (a view for dense tensors, e.g. NHWC)."""
+    if x.is_contiguous():
+        return x.reshape(-1)
+    order = sorted(range(x.dim()), key=lambda d: -x.stride(d))
+    return x.permute(order).reshape(-1)
 
 
 # ---------------------------------------------------------------------------- exponents
@@ -226,11 +232,33 @@ def observe_exponent(stats: TensorStats, bits: int, algorithm: str) -> int:
     raise ConfigError(f"unknown calibration algorithm {algorithm!r}; choose one of {', '.join(OBSERVERS)}")
 
 
+def parameter_percentile_absmax(values: np.ndarray, p: float = PERCENTILE) -> float:
+    """absmax of a parameter tensor by ESP-PPQ's percentile observer (esp_ppq_facts.md §2.4).
+
+    ``k_min = max(0, int(n·(1−p))) + 1`` and ``k_max = min(int(n·p), n−1) + 1``; the k-th smallest
+    signed values give min and max (clamped to include 0). Tensors under ~10,000 elements reduce to
+    their exact min and max; larger ones drop their few most extreme values.
+    """
+    flat = np.sort(np.asarray(values, dtype=np.float32).reshape(-1))
+    n = flat.size
+    if n == 0:
+        return 0.0
+    k_min = max(0, int(n * (1 - p))) + 1
+    k_max = min(int(n * p), n - 1) + 1
+    lo, hi = min(float(flat[k_min - 1]), 0.0), max(float(flat[k_max - 1]), 0.0)
+    return max(abs(lo), abs(hi))
+
+
 def weight_exponents(values: np.ndarray, bits: int, axis: int | None) -> int | tuple[int, ...]:
-    """Minmax exponent of a parameter, per channel along ``axis`` when given."""
+    """Exponent of a parameter: per-channel minmax along ``axis``, else ESP-PPQ's per-tensor percentile.
+
+    ESP-PPQ's espdl setting observes per-channel Conv/Gemm weights (P4) with minmax and every other
+    parameter (per-tensor weights on S3/C, MatMul/Mul/Add constants, PRelu slopes, LSTM/GRU weights)
+    with the 0.9999 percentile (esp_ppq_facts.md §2.4); espq follows both.
+    """
     v = np.asarray(values, dtype=np.float64)
     if axis is None or v.ndim == 0:
-        return exponent_minmax(float(np.max(np.abs(v))) if v.size else 0.0, bits)
+        return exponent_minmax(parameter_percentile_absmax(v), bits)
     moved = np.moveaxis(v, axis, 0).reshape(v.shape[axis], -1)
     amax = np.max(np.abs(moved), axis=1) if moved.shape[1] else np.zeros(moved.shape[0])
     return tuple(exponent_minmax(float(a), bits) for a in amax)

@@ -16,6 +16,7 @@ from espq.quant.observers import (
     exponent_mse,
     exponent_percentile,
     observe_exponent,
+    parameter_percentile_absmax,
     weight_exponents,
 )
 
@@ -123,3 +124,19 @@ def test_weight_exponents_per_channel():
         exponent_minmax(8.0, 8),
     )
     assert weight_exponents(w, 8, axis=None) == exponent_minmax(8.0, 8)
+
+
+def test_per_tensor_weights_use_esppq_percentile():
+    # n = 36,864 (a 64x64x3x3 conv): k_max = int(n * 0.9999) + 1 = 36,861 -> the 4th largest value counts
+    w = np.full(36864, 0.01, np.float32)
+    w[:4] = [0.9, 0.7, 0.5, 0.13]  # the three largest are clipped away
+    w[4] = -0.8  # the smallest too (k_min = 4 lands on 0.01, so the low side is 0)
+    assert parameter_percentile_absmax(w) == pytest.approx(0.13)
+    assert weight_exponents(w.reshape(64, 64, 3, 3), 8, axis=None) == exponent_minmax(0.13, 8) == -9
+    # below ~10,000 elements the percentile is the exact extreme
+    small = np.array([0.5, -2.0, 0.25], np.float32)
+    assert parameter_percentile_absmax(small) == 2.0
+    # the low side: k_min = int(n * 1e-4) + 1 = 4 -> the 4th smallest value
+    w2 = np.full(36864, 0.01, np.float32)
+    w2[:4] = [-0.9, -0.8, -0.7, -0.3]
+    assert parameter_percentile_absmax(w2) == pytest.approx(0.3)

@@ -76,9 +76,11 @@ def _conv(node: Node, inputs: list[Tensor | None]) -> list[Tensor]:
         padding = pads[:nsp]  # symmetric: torch pads inside the convolution, no copy of the input
     elif any(pads):
         x = F.pad(x, _torch_pads(pads))
-    y = _CONV[nsp](
-        x, w.to(x.dtype), None if b is None else b.to(x.dtype), s, padding, d, int(node.attr("group", 1))
-    )
+    w = w.to(x.dtype)
+    if nsp == 2:  # NHWC kernels are several times faster than NCHW ones (depthwise: ~10x on CPU)
+        x = x.contiguous(memory_format=torch.channels_last)
+        w = w.contiguous(memory_format=torch.channels_last)
+    y = _CONV[nsp](x, w, None if b is None else b.to(x.dtype), s, padding, d, int(node.attr("group", 1)))
     return [fused_activation(node, y)]
 
 
