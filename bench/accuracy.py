@@ -2,10 +2,12 @@
 
 Rows: CIFAR-10 ResNet-20/56 (../shared/data/cifar10/val), the zoo-derived MobileNetV2 on the shared
 ImageNet samples, the PP-OCR text-direction classifier on text lines rendered with PIL (half rotated
-180°); each for esp32p4 and esp32s3 int8. Columns: float top-1, ESP-PPQ default top-1 (from
-../shared/reference/*/result.json, split A; "n/a" where no reference run exists), espq ``espdl`` and
-``best`` top-1 and their output noise-to-signal ratio against the float model (sum (q − f)² / sum f²
-over all evaluated logits). ``--amp`` adds the automatic mixed-precision comparison on MobileNetV2.
+180°); each for esp32p4 and esp32s3 int8. Columns: float top-1; ESP-PPQ default top-1 in its own
+fake-quant simulation (../shared/reference/*/result.json, split A; "n/a" where no reference run exists)
+and on the chip (its exported .espdl from ../shared/reference run through espq's bit-exact ESP-DL
+integer simulator); espq ``espdl`` and ``best`` on the chip the same way (each recipe's export); and the
+output noise-to-signal ratio against the float model (sum (q − f)² / sum f² over all evaluated
+outputs) of each chip run. ``--amp`` adds the automatic mixed-precision comparison on MobileNetV2.
 
 Preprocessing and calibration as in ../shared/reference/RESULTS.md: CIFAR RGB/255 normalised with the
 ImageNet mean/std, calibration = the 1,000 calib images in a RandomState(0) permutation, 32 batches × 32
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 import espq
+from espq.sim.integer import IntegerRunner
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CIFAR_MEAN, CIFAR_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
@@ -156,7 +160,17 @@ def _subset(n: int, limit: int | None) -> np.ndarray:
     return np.sort(np.random.RandomState(1).permutation(n)[:limit])
 
 
+def reference_export(task: dict, target: str, bits: int = 8) -> Path | None:
+    """ESP-PPQ 1.3.12's own export of this row under ../shared/reference, when there is one."""
+    if task["ref"] is None:
+        return None
+    name = task["ref"].format(target=target).replace("_s8", f"_s{bits}")
+    f = SHARED / "reference" / name / f"{name}.espdl"
+    return f if f.exists() else None
+
+
 def reference_top1(task: dict, target: str, limit: int | None, bits: int = 8) -> str:
+    """ESP-PPQ's top-1 in its own fake-quant simulation (../shared/reference/*/result.json)."""
     if task["ref"] is None:
         return "n/a"
     f = SHARED / "reference" / task["ref"].format(target=target).replace("_s8", f"_s{bits}") / "result.json"
@@ -171,35 +185,60 @@ def logits(run, x: np.ndarray, output: str, batch: int = 50) -> np.ndarray:
     return np.concatenate([run(x[i : i + batch])[output] for i in range(0, len(x), batch)])
 
 
+def chip_logits(espdl: Path, target: str, x: np.ndarray) -> np.ndarray:
+    """Outputs of an .espdl file in espq's bit-exact ESP-DL integer simulator, one image at a time."""
+    runner = IntegerRunner(espdl, target)
+    out = runner.output_names[0]
+    return np.stack([runner.run(x[i : i + 1], outputs=[out])[out].reshape(-1) for i in range(len(x))])
+
+
 def top1(z: np.ndarray, y: np.ndarray) -> float:
     return 100.0 * float(np.mean(z.reshape(len(y), -1).argmax(axis=1) == y))
 
 
 def nsr(q: np.ndarray, f: np.ndarray) -> float:
+    q, f = q.reshape(len(f), -1), f.reshape(len(f), -1)
     return float(((q - f) ** 2).sum() / max((f**2).sum(), 1e-30))
 
 
 def bench_row(
     model: str, target: str, recipes: list[str], limit: int | None, task: dict, bits: int = 8
 ) -> dict:
+    """Float, ESP-PPQ and espq recipes on one model × target: top-1 and output NSR against float.
+
+    "chip" numbers run the exported .espdl files (ESP-PPQ's own export from ../shared/reference and
+    espq's) through the bit-exact integer simulator; "sim" numbers are each tool's fake-quant simulation.
+    """
     graph = espq.load(task["path"], input_shape=task["shape"])
     out = graph.outputs[0]
     f = logits(lambda b: espq.run_float(graph, b, outputs=[out]), task["x"], out)
     row = {"model": model, "target": target, "bits": bits, "n": len(task["y"]), "float": top1(f, task["y"])}
     row["esp-ppq"] = reference_top1(task, target, limit, bits)
+    ref = reference_export(task, target, bits)
+    if ref is not None:
+        q = chip_logits(ref, target, task["x"])
+        row["esp-ppq chip"], row["esp-ppq chip nsr"] = top1(q, task["y"]), nsr(q, f)
     for r in recipes:
         t0 = time.time()
         qm = espq.quantize(graph, task["calib"], target=target, bits=bits, recipe=r, progress=False)
-        q = logits(lambda b, qm=qm: qm.run(b, outputs=[out]), task["x"], out)
-        row[r] = top1(q, task["y"])
-        row[f"{r} nsr"] = nsr(q, f)
         row[f"{r} s"] = time.time() - t0
+        q = logits(lambda b, qm=qm: qm.run(b, outputs=[out]), task["x"], out)
+        row[f"{r} sim"] = top1(q, task["y"])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{model}.espdl"
+            qm.export(path)
+            q = chip_logits(path, target, task["x"])
+        row[r], row[f"{r} nsr"] = top1(q, task["y"]), nsr(q, f)
     return row
 
 
+def _fmt(row: dict, key: str, spec: str) -> str:
+    return format(row[key], spec) if key in row else "n/a"
+
+
 def print_table(rows: list[dict], recipes: list[str]) -> None:
-    head = ["model", "target", "bits", "images", "float", "ESP-PPQ default"]
-    head += [f"espq {r}" for r in recipes] + [f"NSR {r}" for r in recipes]
+    head = ["model", "target", "bits", "images", "float", "ESP-PPQ sim", "ESP-PPQ chip"]
+    head += [f"espq {r} chip" for r in recipes] + ["NSR ESP-PPQ chip"] + [f"NSR espq {r}" for r in recipes]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for row in rows:
@@ -210,8 +249,10 @@ def print_table(rows: list[dict], recipes: list[str]) -> None:
             str(row["n"]),
             f"{row['float']:.2f}",
             row["esp-ppq"],
+            _fmt(row, "esp-ppq chip", ".2f"),
         ]
-        cells += [f"{row[r]:.2f}" for r in recipes] + [f"{row[f'{r} nsr']:.2e}" for r in recipes]
+        cells += [f"{row[r]:.2f}" for r in recipes] + [_fmt(row, "esp-ppq chip nsr", ".2e")]
+        cells += [f"{row[f'{r} nsr']:.2e}" for r in recipes]
         print("| " + " | ".join(cells) + " |")
 
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from espq.analysis.graphwise import GraphwisePass
 from espq.analysis.isolated import IsolatedPass
 from espq.analysis.layerwise import LayerwisePass
+from espq.analysis.memory import reuse_freed_memory
 from espq.analysis.metrics import METRICS
 from espq.analysis.ops import COMPUTING_OPS, QuantOpEvaluator, measured_ops
 from espq.analysis.report import KINDS, AnalysisReport, OpInfo, TensorHistogram, format_table
@@ -275,24 +276,25 @@ def analyse(
     float_table = iso.kernels({}) if iso else {}
     feeds_iter = itertools.islice(iter_feeds(graph, data, None, collate_fn, what="analysis"), steps + 1)
     try:
-        for batch in feeds_iter:
-            feeds = channels_last({k: torch.as_tensor(v) for k, v in batch.items()})
-            t0 = time.perf_counter()
-            cache = _float_pass(graph, feeds, None if lw else keep, float_table)
-            t1 = time.perf_counter()
-            seconds["float"] += t1 - t0
-            bars["float"].update(1)
-            if gw:
-                gw.run(feeds, cache)
-                seconds["graphwise"] += time.perf_counter() - t1
-                bars["graphwise"].update(1)
-            if lw:
-                t2 = time.perf_counter()
-                lw.run(cache, bars["layerwise"])
-                seconds["layerwise"] += time.perf_counter() - t2
-            report.batches += 1
-            report.samples += int(next(iter(feeds.values())).shape[0]) if feeds else 0
-            del cache  # free this batch's activations before the next float pass
+        with reuse_freed_memory():  # large activations reuse freed memory: no page faults (memory.py)
+            for batch in feeds_iter:
+                feeds = channels_last({k: torch.as_tensor(v) for k, v in batch.items()})
+                t0 = time.perf_counter()
+                cache = _float_pass(graph, feeds, None if lw else keep, float_table)
+                t1 = time.perf_counter()
+                seconds["float"] += t1 - t0
+                bars["float"].update(1)
+                if gw:
+                    gw.run(feeds, cache)
+                    seconds["graphwise"] += time.perf_counter() - t1
+                    bars["graphwise"].update(1)
+                if lw:
+                    t2 = time.perf_counter()
+                    lw.run(cache, bars["layerwise"])
+                    seconds["layerwise"] += time.perf_counter() - t2
+                report.batches += 1
+                report.samples += int(next(iter(feeds.values())).shape[0]) if feeds else 0
+                del cache  # free this batch's activations before the next float pass
     finally:
         for b in bars.values():
             b.close()

@@ -9,8 +9,9 @@ less work (peers.md §4c):
   it are re-run; tensors the subgraph reads from elsewhere come from the cache;
 * graph outputs the op cannot reach keep their float value (error 0), and are still counted in the mean
   over outputs as ESP-PPQ counts them;
-* convolutions take their padding directly and Relus after a re-computed Conv run in place
-  (:mod:`espq.analysis.fastpath`; same values);
+* Relus after a re-computed Conv run in place (:mod:`espq.analysis.fastpath`; same values);
+* the parameters the subgraphs read are converted to torch once (4-D Conv weights in the channels-last
+  layout the Conv kernel runs in) and fed as subgraph inputs, instead of once per op and batch;
 * when the quantized op's outputs equal the float ones bit for bit (e.g. weights already on the int8 grid
   and no own input/output rounding, as for a Conv with a fused Relu inside the network), the downstream
   result is the float one and is not recomputed.
@@ -30,6 +31,7 @@ from espq.analysis.metrics import Recorder
 from espq.analysis.ops import QuantOpEvaluator
 from espq.ir import Graph, Node
 from espq.sim.float.executor import run_graph
+from espq.sim.float.registry import numpy_to_torch
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Downstream:
     graph: Graph
     fed_outputs: list[str]
     external: list[str]
+    params: list[str]
     kernels: dict
 
 
@@ -57,21 +60,35 @@ def downstream_of(graph: Graph, op: Node) -> Downstream:
     read = {i for n in nodes for i in n.inputs if i}
     fed = [o for o in op.outputs if o and (o in read or o in graph.outputs)]
     external: list[str] = []
+    params: list[str] = []
     for n in nodes:
         for i in n.inputs:
-            if i and i not in produced and i not in fed and i not in graph.initializers and i not in external:
-                external.append(i)
+            if not i or i in produced or i in fed or i in external or i in params:
+                continue
+            (params if i in graph.initializers else external).append(i)
     outputs = [o for o in graph.outputs if o in reach]
     sub = Graph(
         nodes,
-        initializers=graph.initializers,
         values=graph.values,
-        inputs=fed + external,
+        inputs=fed + external + params,
         outputs=outputs,
         name=f"{graph.name}/after/{op.name}",
         opset=graph.opset,
     )
-    return Downstream(op, sub, fed, external, downstream_kernels(graph, op, nodes))
+    return Downstream(op, sub, fed, external, params, downstream_kernels(graph, op, nodes))
+
+
+def torch_params(graph: Graph, names: set[str]) -> dict[str, torch.Tensor]:
+    """The initializers ``names`` as torch tensors, as the float executor converts them; 4-D Conv weights
+    in channels-last order, which the 2-D Conv kernel otherwise converts them to on every call."""
+    conv_weights = {n.inputs[1] for n in graph.nodes if n.op_type == "Conv" and len(n.inputs) > 1}
+    out = {}
+    for name in names:
+        t = numpy_to_torch(graph.initializers[name])
+        if name in conv_weights and t.ndim == 4 and t.is_floating_point():
+            t = t.contiguous(memory_format=torch.channels_last)
+        out[name] = t
+    return out
 
 
 class LayerwisePass:
@@ -81,6 +98,7 @@ class LayerwisePass:
         self.graph = graph
         self.evaluator = evaluator
         self.plans = [downstream_of(graph, op) for op in ops]
+        self.params = torch_params(graph, {p for plan in self.plans for p in plan.params})
         self.recorders = {op.name: Recorder() for op in ops}
         self.unperturbed: dict[str, int] = {op.name: 0 for op in ops}  # batches skipped per op
 
@@ -94,6 +112,7 @@ class LayerwisePass:
             self.unperturbed[op.name] += 1
             return {o: cache[o] for o in self.graph.outputs}
         feeds.update({e: cache[e] for e in plan.external})
+        feeds.update({p: self.params[p] for p in plan.params})
         result = run_graph(plan.graph, feeds, list(plan.graph.outputs), kernels=plan.kernels)
         return {o: result.get(o, cache[o]) for o in self.graph.outputs}
 

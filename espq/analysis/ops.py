@@ -24,7 +24,7 @@ import torch
 from espq.ir import Graph, Node
 from espq.quant.spec import F32
 from espq.sim.fakequant import FakeQuantSim, fake_quant
-from espq.sim.float.registry import KERNELS
+from espq.sim.float.registry import KERNELS, numpy_to_torch
 
 #: Op types whose error is reported (ConvTranspose is rewritten to Conv by canonicalisation).
 COMPUTING_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU")
@@ -73,12 +73,15 @@ class QuantOpEvaluator:
                 out.add(i)
         return out
 
-    def _param(self, name: str) -> torch.Tensor:
+    def _param(self, node: Node, index: int) -> torch.Tensor:
+        """Quantized parameter ``index`` of ``node`` as torch, converted once (a 4-D Conv weight in the
+        channels-last order the Conv kernel would otherwise convert it to on every call)."""
+        name = node.inputs[index]
         t = self._param_cache.get(name)
         if t is None:
-            from espq.sim.float.registry import numpy_to_torch
-
             t = numpy_to_torch(self.params[name])
+            if node.op_type == "Conv" and index == 1 and t.ndim == 4 and t.is_floating_point():
+                t = t.contiguous(memory_format=torch.channels_last)
             self._param_cache[name] = t
         return t
 
@@ -91,7 +94,7 @@ class QuantOpEvaluator:
         args: list[torch.Tensor | None] = []
         for i, (src, x) in enumerate(zip(node.inputs, inputs)):
             if src and src in self.graph.initializers:
-                args.append(self._param(src))
+                args.append(self._param(node, i))
                 continue
             spec = self.plan.input_spec(node.name, i, src) if src else None
             quantize = spec is not None and x is not None and x.is_floating_point()

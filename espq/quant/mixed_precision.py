@@ -164,6 +164,7 @@ def auto_mixed_precision(
     target: str = "esp32p4",
     max_error: float | None = None,
     max_int16_layers: int | None = None,
+    max_size_bytes: int | None = None,
     setting: QuantSetting | None = None,
     recipe: str | None = None,
     calib_steps: int | None = None,
@@ -176,8 +177,9 @@ def auto_mixed_precision(
 ) -> QuantizedModel:
     """Quantize ``model`` at int8 and promote layers to int16 until the graphwise output error (noise-to-
     signal ratio of the outputs vs float on the first ``eval_batches`` calibration batches) is at most
-    ``max_error``, or ``max_int16_layers`` layers are int16 (module docstring). At least one budget is
-    required. Returns the model; ``qm.plan.int16_nodes()`` lists the int16 nodes and ``qm.amp_report``
+    ``max_error``, or ``max_int16_layers`` layers are int16 (module docstring); with ``max_size_bytes``
+    a promotion that would make the weighted layers' parameters (weights and biases, as stored) larger
+    than that many bytes is not made. At least one of ``max_error`` / ``max_int16_layers`` is required. Returns the model; ``qm.plan.int16_nodes()`` lists the int16 nodes and ``qm.amp_report``
     (:class:`AmpReport`) the chosen layers, errors, size and relative latency.
     """
     from espq.frontends import load
@@ -213,7 +215,12 @@ def auto_mixed_precision(
         scored = []
         for op in tries:
             qm = mixer.build([*chosen, op])
+            if max_size_bytes is not None and _layer_costs(qm.graph, qm.plan)[0] > max_size_bytes:
+                remaining.remove(op)  # over the size budget, now and with any later addition
+                continue
             scored.append((mixer.error(qm), op, qm))
+        if not scored:
+            continue
         err, op, qm = min(scored, key=lambda s: s[0])
         remaining.remove(op)
         if strategy == "greedy" and err >= error:

@@ -28,7 +28,7 @@ from espq.errors import ConfigError
 
 HIST_BINS = 16384
 #: values per tensor and batch that enter the histogram (min/max always see every value)
-MAX_HIST_SAMPLES = 1 << 22
+MAX_HIST_SAMPLES = 1 << 16
 KL_BINS = 4096
 MIN_SCALE = 1e-8
 PERCENTILE = 0.9999
@@ -58,23 +58,24 @@ class TensorStats:
             return
         if not x.is_floating_point():
             x = x.float()
-        lo, hi = (float(v) for v in torch.aminmax(x))
+        flat = _flat_view(x)  # reductions over an NHWC tensor's logical order are several times slower
+        lo, hi = (float(v) for v in torch.aminmax(flat))
         self.min, self.max = min(self.min, lo), max(self.max, hi)
         self.count += x.numel()
         amax = max(abs(lo), abs(hi))
         if amax > self.range:
             self._grow(amax)
-        flat = _flat_view(x)
         n = flat.numel()
         # odd stride: on power-of-two channel counts and widths the sample visits every channel and column
         stride = 1 if n <= MAX_HIST_SAMPLES else (n // MAX_HIST_SAMPLES) | 1
         if self.range > 0:
-            sample = flat[::stride].abs().float().mul_(self.bins / self.range)  # exact: powers of two
+            per_bin = self.bins / self.range  # a power of two: the scaling is exact
+            sample = torch.mul(flat[::stride], per_bin).abs_()
             idx = sample.to(torch.int64).clamp_(max=self.bins - 1)  # x == range goes to the last bin
-            self.hist += torch.bincount(idx, minlength=self.bins).to(torch.float64).cpu() * stride
+            self.hist.add_(torch.bincount(idx, minlength=self.bins).cpu(), alpha=stride)
             if stride > 1:  # the extremes always count, so a rare outlier is never sampled away
-                ends = torch.tensor([abs(lo), abs(hi)], dtype=torch.float32)
-                self.hist += torch.histc(ends, bins=self.bins, min=0.0, max=self.range).to(torch.float64)
+                for v in (abs(lo), abs(hi)):
+                    self.hist[min(int(v * per_bin), self.bins - 1)] += 1
         else:
             self.hist[0] += n
 

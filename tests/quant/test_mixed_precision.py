@@ -68,3 +68,20 @@ def test_output_error_is_the_per_sample_noise_ratio():
     f = {"y": np.array([[1.0, 0.0], [0.0, 2.0]])}
     q = {"y": np.array([[1.0, 0.5], [0.0, 2.0]])}
     assert output_error(q, f) == pytest.approx(0.25 / 2, rel=1e-6)
+
+
+def test_size_budget_limits_promotions():
+    base = auto_mixed_precision(chain_model(), DATA, max_int16_layers=0, progress=False).amp_report
+    free = auto_mixed_precision(chain_model(), DATA, max_error=0.0, progress=False).amp_report
+    assert len(free.int16_layers) >= 2
+    # half the growth of promoting every layer: fewer promotions, all within the budget
+    budget = base.int8_size_bytes + (free.size_bytes - base.int8_size_bytes) // 2
+    capped = auto_mixed_precision(
+        chain_model(), DATA, max_error=0.0, max_size_bytes=budget, progress=False
+    ).amp_report
+    assert capped.size_bytes <= budget
+    assert len(capped.int16_layers) < len(free.int16_layers)
+    none = auto_mixed_precision(
+        chain_model(), DATA, max_error=0.0, max_size_bytes=base.int8_size_bytes, progress=False
+    ).amp_report
+    assert none.int16_layers == [] and none.size_bytes == base.int8_size_bytes
