@@ -179,7 +179,8 @@ def auto_mixed_precision(
     signal ratio of the outputs vs float on the first ``eval_batches`` calibration batches) is at most
     ``max_error``, or ``max_int16_layers`` layers are int16 (module docstring); with ``max_size_bytes``
     a promotion that would make the weighted layers' parameters (weights and biases, as stored) larger
-    than that many bytes is not made. At least one of ``max_error`` / ``max_int16_layers`` is required. Returns the model; ``qm.plan.int16_nodes()`` lists the int16 nodes and ``qm.amp_report``
+    than that many bytes is not made. At least one of ``max_error`` / ``max_int16_layers`` is required.
+    Returns the model; ``qm.plan.int16_nodes()`` lists the int16 nodes and ``qm.amp_report``
     (:class:`AmpReport`) the chosen layers, errors, size and relative latency.
     """
     from espq.frontends import load

@@ -28,7 +28,7 @@ from espq.errors import ConfigError
 
 HIST_BINS = 16384
 #: values per tensor and batch that enter the histogram (min/max always see every value)
-MAX_HIST_SAMPLES = 1 << 16
+MAX_HIST_SAMPLES = 1 << 22
 KL_BINS = 4096
 MIN_SCALE = 1e-8
 PERCENTILE = 0.9999
@@ -71,7 +71,7 @@ class TensorStats:
         if self.range > 0:
             per_bin = self.bins / self.range  # a power of two: the scaling is exact
             sample = torch.mul(flat[::stride], per_bin).abs_()
-            idx = sample.to(torch.int64).clamp_(max=self.bins - 1)  # x == range goes to the last bin
+            idx = sample.to(torch.int32).clamp_(max=self.bins - 1)  # x == range goes to the last bin
             self.hist.add_(torch.bincount(idx, minlength=self.bins).cpu(), alpha=stride)
             if stride > 1:  # the extremes always count, so a rare outlier is never sampled away
                 for v in (abs(lo), abs(hi)):

@@ -86,7 +86,7 @@ def _node(node: Node) -> EspdlNode:
 
 def _weight(state: ExportState, node: Node, name: str, spec: TensorSpec) -> EspdlTensor:
     w = np.asarray(state.graph.initializers[name])
-    q = to_int(w, spec, state.target)
+    q = to_int(w, spec)
     bits = spec.bits
     if node.op_type == "Conv":
         group = int(node.attr("group", 1))
@@ -115,11 +115,11 @@ def _parameter(state: ExportState, node: Node, idx: int, name: str) -> EspdlTens
     if quantized and state.quant_type(node) != F32 and idx == weight_idx:
         return _weight(state, node, name, spec)
     if quantized and idx == bias_idx:
-        q = to_int(value, spec, state.target)
+        q = to_int(value, spec)
         storage = state.target.bias_storage_bits[8 if state.quant_type(node) == "S8" else 16]
         arr, dt, exps = q, int_type(storage), exponent_list(spec)
     elif quantized:
-        arr, dt, exps = to_int(value, spec, state.target), int_type(spec.bits), exponent_list(spec)
+        arr, dt, exps = to_int(value, spec), int_type(spec.bits), exponent_list(spec)
     else:
         arr, dt, exps = value, data_type_of(value.dtype, f"initializer '{name}'"), [0]
     if arr.ndim == 0:

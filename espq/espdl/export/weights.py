@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from espq.errors import UnsupportedOpError
+from espq.quant.rules import PARAMETER_ROUNDING
 from espq.quant.spec import TensorSpec
 from espq.targets import Target
 from espq.targets.rounding import dequantize, quantize
@@ -93,16 +94,20 @@ def exponent_list(spec: TensorSpec) -> list[int]:
     return [int(v) for v in e] if isinstance(e, tuple) else [int(e)]
 
 
-def to_int(value: np.ndarray, spec: TensorSpec, target: Target) -> np.ndarray:
-    """Round ``value`` to ``spec`` (target rounding, saturation to ``spec.bits``); int64, same shape."""
+def to_int(value: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Round parameter ``value`` to ``spec`` (saturating to ``spec.bits``); int64, same shape.
+
+    Parameters are rounded offline with :data:`espq.quant.rules.PARAMETER_ROUNDING` on every target,
+    exactly as the fake-quant simulator rounds them, so the file holds the integers espq evaluated.
+    """
     v = np.asarray(value, dtype=np.float64)
     if spec.per_channel:
         if v.ndim == 0:
             v = v.reshape(1)
         return quantize(
-            v, np.asarray(spec.exponent, dtype=np.int64), spec.bits, target.rounding.value, spec.axis
+            v, np.asarray(spec.exponent, dtype=np.int64), spec.bits, PARAMETER_ROUNDING, spec.axis
         )
-    return quantize(v, int(spec.exponent), spec.bits, target.rounding.value)
+    return quantize(v, int(spec.exponent), spec.bits, PARAMETER_ROUNDING)
 
 
 def param_values(state: ExportState, name: str) -> np.ndarray:
@@ -111,7 +116,7 @@ def param_values(state: ExportState, name: str) -> np.ndarray:
     spec = state.params.get(name)
     if spec is None or spec.exponent is None or not np.issubdtype(value.dtype, np.floating):
         return value.astype(np.float32) if np.issubdtype(value.dtype, np.floating) else value
-    q = to_int(value, spec, state.target)
+    q = to_int(value, spec)
     if spec.per_channel:
         out = dequantize(q, np.asarray(spec.exponent, dtype=np.int64), spec.axis)
     else:

@@ -14,9 +14,9 @@ import espq
 from espq import espdl
 from espq.errors import ConfigError, UnsupportedOpError
 from espq.espdl.export import export_model
-from espq.espdl.export.weights import to_int
 from espq.espdl.schema import TensorDataType as DT
 from espq.quant.model import QuantizedModel
+from espq.sim.fakequant import quantize_parameters
 
 CASES = [(t, b) for t in ("esp32p4", "esp32s3", "c") for b in (8, 16)]
 
@@ -116,12 +116,12 @@ def test_cnn_export(cnn_models, tmp_path, target, bits):
     assert table.numel == (256 if bits == 8 else 2049) and table.exponents == [
         g.value(g.nodes[6].outputs[0]).exponent
     ]
-    # layouts: undoing the file's layout gives the plan's integer weights in ONNX layout
+    # layouts: undoing the file's layout gives the integer weights the simulator evaluated
+    simulated = quantize_parameters(qm.graph, qm.plan, qm.target)
     for node in g.nodes:
         if node.op_type in ("Conv", "Gemm"):
             name = node.inputs[1]
-            expected = to_int(qm.graph.initializers[name], qm.plan.tensors[name], qm.target)
-            np.testing.assert_array_equal(model.original_weight(name), expected)
+            np.testing.assert_array_equal(model.original_weight(name), _ints(simulated[name], qm, name))
     assert set(g.test_inputs) == {"x"} or set(g.test_inputs) == set(qm.graph.inputs)
     tin = g.test_inputs[qm.graph.inputs[0]]
     assert tin.dims == [1, 8, 8, 3] and tin.exponents == g.inputs[0].exponents
@@ -302,3 +302,44 @@ def test_resize_depth_to_space_reduce(tmp_path, target, bits):
     assert ("lut" in ops["Clip"].attributes) == (bits == 8)  # int16 Clip stays an exact module
     assert ("LUT" in ops) if bits == 16 else "lut" in ops["HardSwish"].attributes
     _check_runner(path)
+
+
+def _ints(values: np.ndarray, qm: QuantizedModel, name: str) -> np.ndarray:
+    """Integers of simulated parameter values (value / 2^exponent, per channel along the spec's axis)."""
+    spec = qm.plan.tensors[name]
+    e = np.asarray(spec.exponent, dtype=np.float64)
+    if spec.per_channel:
+        e = np.moveaxis(e.reshape((-1,) + (1,) * (values.ndim - 1)), 0, spec.axis)
+    return np.round(values / 2.0**e).astype(np.int64)
+
+
+@pytest.mark.parametrize("target", ["esp32s3", "c", "esp32p4"])
+def test_exported_parameters_are_the_simulated_ones_on_ties(tmp_path: Path, target: str):
+    """Weights and biases exactly on rounding ties: the file holds what fake-quant evaluated (half-even)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 16, 16))
+    with torch.no_grad():  # weights at (k + 1/2)/16 with |k| up to 119: exponent -4, every weight a tie
+        for m in (net[0], net[3]):
+            m.weight.copy_((torch.randint(-120, 119, m.weight.shape) + 0.5) / 16)
+    x = torch.randn(8, 16, 4, 4)
+    qm = espq.quantize(
+        net, [x.numpy()], target=target, setting=None, progress=False, input_shape=[1, 16, 4, 4]
+    )
+    path = tmp_path / "tie.espdl"
+    qm.export(path)
+    model = espdl.read(path)
+    simulated = quantize_parameters(qm.graph, qm.plan, qm.target)
+    conv = next(n for n in qm.graph.nodes if n.op_type == "Conv")
+    name = conv.inputs[1]
+    stored = model.original_weight(name)
+    np.testing.assert_array_equal(stored, _ints(simulated[name], qm, name))
+    spec = qm.plan.tensors[name]
+    assert spec.exponent == -4 or set(spec.exponent) == {-4}
+    scaled = qm.graph.initializers[name].astype(np.float64) * 16
+    assert np.all(scaled % 1 == 0.5)  # all ties
+    np.testing.assert_array_equal(stored, np.clip(np.round(scaled), -128, 127))  # half to even
+    assert np.any(stored != np.clip(np.floor(scaled + 0.5), -128, 127))  # not the chip's half-up
+    # and the chip's integers (bit-exact runner) equal the fake-quant outputs
+    xi = x[:1].numpy()
+    chip = espq.run_espdl(path, xi, target=target)[qm.graph.outputs[0]]
+    np.testing.assert_allclose(chip, qm.run(xi)[qm.graph.outputs[0]], atol=0)

@@ -6,7 +6,9 @@ remaining differences are intentional and listed in each test:
 * Slice and Pad after a channel-last tensor are remapped to NHWC/NWC (ESP-PPQ transposes back and forth
   around them), so their axes / pads values and output shapes differ;
 * conversion nodes are placed right before their consumer; tensor names of inserted nodes differ;
-* no int16 tables on S16 Relu nodes (the runtime's S16 Relu ignores them, esp_dl_facts.md §3.3).
+* no int16 tables on S16 Relu nodes (the runtime's S16 Relu ignores them, esp_dl_facts.md §3.3);
+* parameters exactly on a rounding tie: ESP-PPQ rounds them half up on S3/C, espq half to even
+  (``rules.PARAMETER_ROUNDING``), so there the reference holds espq's even integer + 1.
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ def _export_like(onnx_path, ref_path, target: str, bits: int, shape: list[int]):
     qm = espq.quantize(str(onnx_path), data, target=target, bits=bits, progress=False)
     plan, unmatched = plan_from_espdl(qm.graph, qm.plan, ref)
     return build_espdl(QuantizedModel(qm.graph, plan, qm.target)), ref, unmatched
+
+
+def _tie_differences_only(ours, ref, line: str) -> None:
+    """The values of one initializer differ only where ESP-PPQ rounded a tie up and espq to even."""
+    name = line.split(": ")[0]
+    a = ours.graph.initializers[name].values().astype(np.int64)
+    b = ref.graph.initializers[name].values().astype(np.int64)
+    differ = a != b
+    assert np.all(b[differ] - a[differ] == 1) and np.all(a[differ] % 2 == 0), line
 
 
 def _normalise_ops(ops: list[str]) -> list[str]:
@@ -92,9 +103,11 @@ def test_resnet20_reproduces_esp_ppq(shared, target, bits):
         if name.endswith("shortcut/Reshape_1_output_0"):  # Pad pads: NCHW order -> NHWC order
             p = b.values()
             np.testing.assert_array_equal(a.values(), np.concatenate([p[[0, 2, 3, 1]], p[[4, 6, 7, 5]]]))
+        elif bits == 16:  # 16-bit biases on half-up targets: +-1 from BatchNorm folding (float rounding)
+            assert np.abs(a.values().astype(np.int64) - b.values()).max() == 1, line
         else:
-            # 16-bit biases on half-up targets: +-1 from the frontend's BatchNorm folding (float rounding)
-            assert bits == 16 and np.abs(a.values().astype(np.int64) - b.values()).max() == 1, line
+            assert target != "esp32p4", line  # P4 rounds half to even too: no tie differences
+            _tie_differences_only(ours, ref, line)
     assert all("shortcut/Pad_output_0" in line for line in diff["value_info"])
     ref_luts = {n for n in ref.graph.initializers if "_lut_" in n}
     if bits == 8:
@@ -124,8 +137,14 @@ def test_mobilenetv2_reproduces_esp_ppq(shared, target):
     ours, ref, unmatched = _export_like(onnx_path, ref_path, target, 8, [1, 3, 224, 224])
     assert unmatched == []
     diff = compare_models(ours, ref)
-    # every weight, bias, exponent, layout and activation type/shape is identical
-    assert diff["initializers"] == [] and diff["value_info"] == []
+    # every weight, bias, exponent, layout and activation type/shape is identical, except parameters on
+    # ties on S3 (the zoo weights sit on a per-channel int8 grid: many ties once re-quantized per tensor)
+    assert diff["value_info"] == []
+    if target == "esp32p4":
+        assert diff["initializers"] == []
+    for line in diff["initializers"]:
+        assert "exponents" not in line and "dims" not in line, line
+        _tie_differences_only(ours, ref, line)
     ours_nodes = {n.name: n.op_type for n in ours.graph.nodes if n.op_type != "RequantizeLinear"}
     ref_nodes = {n.name: n.op_type for n in ref.graph.nodes if n.op_type != "RequantizeLinear"}
     assert set(ours_nodes.values()) == set(ref_nodes.values())
