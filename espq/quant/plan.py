@@ -2,7 +2,8 @@
 
 Rules (esp_ppq_facts.md §2.3–§2.7, esp_dl_facts.md §3.2/§4):
 
-* Conv/Gemm/MatMul followed by a single-consumer Relu share the Relu's output spec (fused at export).
+* Any quantized op followed by a single-consumer Relu or Clip shares the activation's output spec
+  (ESP-PPQ's fuse_relu_clip); Conv/Gemm/MatMul + Relu are also fused into one node at export.
 * Passive ops (data movement, MaxPool, ReduceMax/Min) keep input 0's spec.
 * Add/Sub/Concat/Resize: inputs aligned to the output. A producer that is not passive, has this op as
   its only consumer and runs at the same bit width joins the output's group; otherwise the producer keeps
@@ -91,6 +92,27 @@ def _bits(node_types: dict[str, str], node: Node) -> int | None:
     return BITS_OF_QUANT_TYPE.get(node_types.get(node.name, F32))
 
 
+def _shares_with_host(graph: Graph, act: Node, uf: _UnionFind, bits: int) -> bool:
+    """Whether activation ``act`` (Relu/Clip) and its input's producer share the activation's output spec.
+
+    ESP-PPQ's ``fuse_relu_clip`` (esp_ppq_facts.md §2.6): any quantized op followed by a Relu/Clip that is
+    its only consumer (a Conv/Gemm/MatMul host at any width: the Relu follows it). The host's output is
+    then rounded once, at the exponent calibrated on the activation's output (e.g. Add -> Relu in a
+    ResNet block: the post-ReLU distribution decides, not the signed sum's).
+    """
+    src = act.inputs[0]
+    host = graph.producer(src)
+    if (
+        host is None
+        or src not in uf
+        or len(graph.consumers(src)) != 1
+        or src in graph.outputs
+        or host.op_type in rules.RNN_OPS
+    ):
+        return False
+    return host.op_type in rules.RELU_FUSION_HOSTS and act.op_type == "Relu" or uf.bits[uf.find(src)] == bits
+
+
 def _activation_inputs(graph: Graph, node: Node) -> list[tuple[int, str]]:
     return [(i, t) for i, t in enumerate(node.inputs) if t and t not in graph.initializers]
 
@@ -136,18 +158,12 @@ def build_plan(
                 for out in node.outputs:
                     if out:
                         uf.absorb(src, out)
-        elif op == "Relu" and acts:
+        elif op in rules.ACTIVATIONS_SHARING_INPUT and acts and _shares_with_host(graph, node, uf, b):
             src = acts[0][1]
             host = graph.producer(src)
-            if (
-                host is not None
-                and host.op_type in rules.RELU_FUSION_HOSTS
-                and len(graph.consumers(src)) == 1
-                and src not in graph.outputs
-                and src in uf
-            ):
-                # a Relu after an int16 Conv follows the Conv (node types were aligned before)
-                uf.absorb(node.outputs[0], src)
+            # a Relu after an int16 Conv follows the Conv (node types were aligned before)
+            uf.absorb(node.outputs[0], src)
+            if op == "Relu" and host.op_type in rules.RELU_FUSION_HOSTS:
                 plan.fused[host.name] = node.name
         elif op in rules.ALIGN_TO_OUTPUT:
             out = node.outputs[0]

@@ -55,6 +55,9 @@ BOOL_OUTPUT_OPS = ALIGN_TO_LARGEST
 #: Ops whose output is float32 even when the op runs quantized (esp_dl_facts §4.8).
 FLOAT_OUTPUT_OPS = frozenset({"Softmax", "LogSoftmax"})
 
+#: Activations whose single-consumer producer shares their output spec (esp_ppq_facts.md §2.6).
+ACTIVATIONS_SHARING_INPUT = frozenset({"Relu", "Clip"})
+
 #: Conv-like ops a following single-consumer Relu is fused into at export (activation="Relu").
 RELU_FUSION_HOSTS = frozenset({"Conv", "Gemm", "MatMul"})
 
