@@ -10,9 +10,15 @@ ESP-PPQ runs in its own virtual environment, created when missing (torch pinned 
 Its layer-wise pass costs 2 full forwards per op per batch, whatever the op. On a slow machine run it on
 fewer batches (``--esppq-layerwise-steps S``: S+1 batches) and/or fewer ops (``--esppq-layerwise-ops K``:
 ESP-PPQ's own function restricted to K evenly spaced ops); its time is then scaled to all ops × 9 batches
-and the output says so. The defaults (1 batch × 4 ops) keep the whole script under ~10 minutes on a
+and the output says so. The defaults (1 batch × 4 ops) keep the whole script under ~5 minutes on a
 2-core machine; ``--esppq-layerwise-steps 8 --esppq-layerwise-ops 0`` runs ESP-PPQ's pass in full
-(about 40 minutes there). Run: ``python bench/analysis_speed.py``.
+(5 to 19 minutes more there, depending on the load:
+ESP-PPQ's time is mostly page faults on a busy machine).
+
+Both tools use 1 torch thread by default (``--threads``): on a shared machine, torch's multi-threaded
+kernels wait for each other whenever another process takes a core, which made both tools several
+times slower and the ratio meaningless (espq layer-wise 246 s at 2 threads beside another job vs 36 s
+at 1 thread). Run: ``python bench/analysis_speed.py``.
 """
 
 from __future__ import annotations
@@ -161,7 +167,7 @@ def main() -> None:
         default=4,
         help="run ESP-PPQ's layer-wise on this many evenly spaced ops and scale to all (0 = all ops)",
     )
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of each tool (see the docstring)")
     ap.add_argument("--skip-esppq", action="store_true")
     args = ap.parse_args()
     if not MODEL.exists():

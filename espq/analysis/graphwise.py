@@ -3,7 +3,8 @@
 One quantized pass per batch captures all ops at once and compares each with the float value kept from
 the float pass over the same batch, so the error accumulates from the graph input (esp_ppq_facts.md
 §5.2). ESP-PPQ samples 4096 elements per sample; espq compares whole tensors. A Conv/Gemm/MatMul
-with a fused Relu is measured before the Relu's rounding, as in ESP-PPQ (see :mod:`espq.analysis.ops`).
+with a fused Relu is measured before the Relu's rounding, as in ESP-PPQ (see :mod:`espq.analysis.ops`);
+that Relu then runs in place (:mod:`espq.analysis.fastpath`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 
 import torch
 
+from espq.analysis.fastpath import quantized_kernels
 from espq.analysis.metrics import Recorder
 from espq.ir import Node
 from espq.sim.fakequant import FakeQuantSim, fake_quant
@@ -35,6 +37,7 @@ class GraphwisePass:
         self.op_of_output = {op.outputs[0]: op.name for op in ops}
         self.unrounded = {op.outputs[0] for op in ops if op.name in sim.plan.fused}
         self.recorders = {op.name: Recorder() for op in ops}
+        self.kernels = quantized_kernels(sim.graph, sim._kernels)
 
     @property
     def float_tensors(self) -> list[str]:
@@ -56,5 +59,5 @@ class GraphwisePass:
             return out
 
         run_graph(
-            sim.graph, quantized_feeds(sim, feeds), list(sim.graph.outputs), hook=hook, kernels=sim._kernels
+            sim.graph, quantized_feeds(sim, feeds), list(sim.graph.outputs), hook=hook, kernels=self.kernels
         )

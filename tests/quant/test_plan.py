@@ -109,3 +109,36 @@ def test_comparison_inputs_share_one_spec_from_all_ranges():
     p = qm.plan
     assert p.requant["gt:0"].exponent == p.requant["gt:1"].exponent
     assert 127 * 2.0 ** p.requant["gt:0"].exponent >= 40.0
+
+
+def _add_act_model(act: str, extra_consumer: bool = False):
+    """x -> Conv -> Add(x) -> act -> out (Clip to [0, 6]); optionally the Add output is also an output."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 0.3, (2, 2, 1, 1)).astype(np.float32)
+    inputs = ["a", "lo", "hi"] if act == "Clip" else ["a"]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+        helper.make_node("Add", ["c", "x"], ["a"], name="add"),
+        helper.make_node(act, inputs, ["y"], name="act"),
+    ]
+    outs = [("y", [1, 2, 4, 4])] + ([("a", [1, 2, 4, 4])] if extra_consumer else [])
+    inits = {"w": w, "lo": np.array(0.0, np.float32), "hi": np.array(6.0, np.float32)}
+    return make_model(nodes, [("x", [1, 2, 4, 4])], outs, inits)
+
+
+def test_any_op_shares_its_only_consumer_relu_or_clip_spec():
+    for act in ("Relu", "Clip"):
+        _, sk = skeleton_for(_add_act_model(act))
+        p = sk.plan
+        # Add -> act: one group decided by the activation's output (ESP-PPQ's fuse_relu_clip) ...
+        assert p.tensors["a"].group == p.tensors["y"].group == p.tensors["c"].group
+        assert sk.group_masters[p.tensors["y"].group] == ["y"]
+        # ... but only Conv/Gemm/MatMul + Relu are fused into one node at export
+        assert p.fused == {}
+
+
+def test_activation_does_not_share_a_spec_read_elsewhere():
+    _, sk = skeleton_for(_add_act_model("Relu", extra_consumer=True))
+    p = sk.plan
+    assert p.tensors["a"].group != p.tensors["y"].group
+    assert sk.group_masters[p.tensors["a"].group] == ["a"]
