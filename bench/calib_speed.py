@@ -18,6 +18,7 @@ import espq
 from espq.quant.calibrate import collect_statistics
 from espq.quant.quantize import plan_skeleton
 from espq.sim.float import FloatSession
+from espq.sim.memory import reuse_freed_memory
 from espq.targets import get_target
 
 
@@ -40,8 +41,8 @@ def main() -> None:
     session = FloatSession(graph)
     feeds = [{graph.inputs[0]: torch.as_tensor(b)} for b in batches]
 
-    def float_pass() -> None:
-        with torch.no_grad():
+    def float_pass() -> None:  # same memory reuse as the statistics pass (espq.sim.memory)
+        with torch.no_grad(), reuse_freed_memory():
             for f in feeds:
                 session.run_torch(f)
 

@@ -20,7 +20,6 @@ from tqdm.auto import tqdm
 from espq.analysis.graphwise import GraphwisePass
 from espq.analysis.isolated import IsolatedPass
 from espq.analysis.layerwise import LayerwisePass
-from espq.analysis.memory import reuse_freed_memory
 from espq.analysis.metrics import METRICS
 from espq.analysis.ops import COMPUTING_OPS, QuantOpEvaluator, measured_ops
 from espq.analysis.report import KINDS, AnalysisReport, OpInfo, TensorHistogram, format_table
@@ -30,6 +29,7 @@ from espq.quant import rules
 from espq.quant.data import iter_feeds
 from espq.quant.spec import F32
 from espq.sim.float.executor import _load_kernels, run_graph
+from espq.sim.memory import reuse_freed_memory
 
 HIST_BINS = 64
 
@@ -276,7 +276,7 @@ def analyse(
     float_table = iso.kernels({}) if iso else {}
     feeds_iter = itertools.islice(iter_feeds(graph, data, None, collate_fn, what="analysis"), steps + 1)
     try:
-        with reuse_freed_memory():  # large activations reuse freed memory: no page faults (memory.py)
+        with reuse_freed_memory():  # large activations reuse freed memory: no page faults (espq.sim.memory)
             for batch in feeds_iter:
                 feeds = channels_last({k: torch.as_tensor(v) for k, v in batch.items()})
                 t0 = time.perf_counter()

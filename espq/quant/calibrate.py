@@ -18,6 +18,7 @@ from espq.quant.observers import TensorStats, observe_exponent, weight_exponents
 from espq.quant.plan import PlanSkeleton
 from espq.quant.spec import DERIVED, FIXED, OBSERVED, SHARED, QuantPlan, TensorSpec
 from espq.sim.float.executor import run_graph
+from espq.sim.memory import reuse_freed_memory
 
 
 def collect_statistics(
@@ -47,13 +48,14 @@ def collect_statistics(
         return tensor
 
     bar = tqdm(total=total, desc="calibrating", unit="batch", disable=None if progress else True, leave=False)
-    for batch in feeds:
-        torch_feeds = {k: torch.as_tensor(v) for k, v in batch.items()}
-        for name in input_names:
-            stats[name].update(torch_feeds[name])
-        with torch.no_grad():
-            run_graph(graph, torch_feeds, outputs=list(graph.outputs), device=device, hook=hook)
-        bar.update(1)
+    with reuse_freed_memory():  # large activations: no fresh pages faulted in per tensor (espq.sim.memory)
+        for batch in feeds:
+            torch_feeds = {k: torch.as_tensor(v) for k, v in batch.items()}
+            for name in input_names:
+                stats[name].update(torch_feeds[name])
+            with torch.no_grad():
+                run_graph(graph, torch_feeds, outputs=list(graph.outputs), device=device, hook=hook)
+            bar.update(1)
     bar.close()
     return stats
 

@@ -13,14 +13,14 @@ import sys
 
 import pytest
 
-from espq.analysis import memory
+from espq.sim import memory
 
 N = 24 * 1024 * 1024  # 96 MiB of float32: above glibc's largest mmap threshold (32 MiB)
 PAGES = N * 4 // 4096
 
 SCRIPT = f"""
 import json, resource, torch
-from espq.analysis.memory import reuse_freed_memory
+from espq.sim.memory import reuse_freed_memory
 
 def faults(times):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -1,4 +1,4 @@
-"""Reuse freed memory during an analysis instead of faulting fresh pages in for every large tensor.
+"""Reuse freed memory during a pass over data (calibration, analysis): no fresh pages per large tensor.
 
 glibc serves every allocation above its mmap threshold (at most 32 MiB) with a fresh ``mmap`` and
 unmaps it on ``free``, so each large activation (MobileNetV2 at batch 32: 51 to 154 MB per tensor) is
