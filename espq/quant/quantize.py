@@ -10,11 +10,12 @@ from typing import Any
 from espq.errors import ConfigError
 from espq.ir import Graph
 from espq.quant import recipes, rules
-from espq.quant.bias_correction import correct_biases, keep_batches
+from espq.quant.bias_correction import MAX_ELEMENTS, correct_biases, keep_batches, stack_batches
 from espq.quant.calibrate import collect_statistics, resolve_exponents
 from espq.quant.data import iter_feeds
 from espq.quant.exponent_search import search_exponents
 from espq.quant.model import QuantizedModel
+from espq.quant.output_search import SEARCH_SAMPLES, search_output_exponents
 from espq.quant.plan import PlanSkeleton, build_plan
 from espq.quant.setting import QuantSetting
 from espq.quant.spec import F32, OBSERVED, QuantPlan
@@ -172,6 +173,9 @@ def finish_plan(
     final = resolve_exponents(skeleton, graph, stats, algorithms)
     if steps.exponent_search:
         search_exponents(skeleton, final, graph, stats, target, batches)
+        if batches:  # then by the graph outputs' error on the kept batches (espq.quant.output_search)
+            feeds = {k: v[:SEARCH_SAMPLES].numpy() for k, v in stack_batches(batches, MAX_ELEMENTS).items()}
+            final = search_output_exponents(graph, final, target, feeds)
     if steps.bias_correction:
         correct_biases(graph, final, target, batches)
     return final
