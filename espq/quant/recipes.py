@@ -3,7 +3,8 @@
 * ``"espdl"``: ESP-PPQ 1.3.12's ``espdl_setting`` defaults (esp_ppq_facts.md §1.6): no equalization, no
   exponent search, no bias correction (espq's parameter rounding is half-to-even, see ``rules``).
 * ``"best"``: layerwise equalization at level 2 (through Add/Sub, 10 iterations; §6) on the float graph,
-  exponent search (:mod:`espq.quant.exponent_search`) and empirical bias correction
+  exponent search (:mod:`espq.quant.exponent_search`, then the output-aware search of
+  :mod:`espq.quant.output_search`) and empirical bias correction
   (:mod:`espq.quant.bias_correction`). No training. Because a step can hurt a given model (equalization
   moves weights that already sit on an int8 grid off it, as in the zoo MobileNetV2), "best" also builds
   the model without equalization and the plain calibration, and keeps whichever has the lowest output
