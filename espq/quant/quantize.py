@@ -124,7 +124,7 @@ def quantize(
         )
         for v in group:
             g = graph.copy()  # bias correction writes into the copy; ``graph`` stays the float model
-            final = finish_plan(copy.deepcopy(skeleton), g, stats, setting, v, tgt, kept)
+            final = finish_plan(copy.deepcopy(skeleton), g, stats, setting, v, tgt, kept, progress)
             models.append(QuantizedModel(g, final, tgt, report, stats=stats, float_graph=graph, steps=v))
     return models[0] if len(models) == 1 else recipes.select(models, base, kept)
 
@@ -162,6 +162,7 @@ def finish_plan(
     steps: recipes.Steps,
     target: Target,
     batches: list[dict],
+    progress: bool = False,
 ) -> QuantPlan:
     """Exponents from ``stats`` (observers, then the recipe's exponent search); then the recipe's bias
     correction of ``graph`` on ``batches``."""
@@ -175,7 +176,7 @@ def finish_plan(
         search_exponents(skeleton, final, graph, stats, target, batches)
         if batches:  # then by the graph outputs' error on the kept batches (espq.quant.output_search)
             feeds = {k: v[:SEARCH_SAMPLES].numpy() for k, v in stack_batches(batches, MAX_ELEMENTS).items()}
-            final = search_output_exponents(graph, final, target, feeds)
+            final = search_output_exponents(graph, final, target, feeds, progress)
     if steps.bias_correction:
         correct_biases(graph, final, target, batches)
     return final
