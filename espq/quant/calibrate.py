@@ -97,7 +97,17 @@ def resolve_exponents(
 
     plan.tensors = {k: resolve(v, k) for k, v in plan.tensors.items()}
     plan.requant = {k: resolve(v, None) for k, v in plan.requant.items()}
-    # second round: specs that depend on other specs (shared input exponents, derived biases)
+    resolve_dependent_specs(plan, graph)
+    for name, spec in plan.tensors.items():
+        if spec.source == FIXED and spec.exponent is None:
+            raise ConfigError(f"fixed spec of '{name}' has no exponent")
+    return plan
+
+
+def resolve_dependent_specs(plan: QuantPlan, graph: Graph) -> None:
+    """Re-fill, in place, the specs that follow other specs' exponents: parameters shared with their
+    node's input (Clip bounds, Pad value) take that input's exponent, then biases are derived.
+    Call after any activation or weight exponent changed."""
     for name, spec in list(plan.tensors.items()):
         if spec.source == SHARED and spec.group is None:
             node_name, idx = spec.ref[0].rsplit(":", 1)
@@ -107,9 +117,6 @@ def resolve_exponents(
     for name, spec in list(plan.tensors.items()):
         if spec.source == DERIVED:
             plan.tensors[name] = derive_bias_spec(plan, graph, spec)
-        elif spec.source == FIXED and spec.exponent is None:
-            raise ConfigError(f"fixed spec of '{name}' has no exponent")
-    return plan
 
 
 def derive_bias_spec(plan: QuantPlan, graph: Graph, spec: TensorSpec) -> TensorSpec:

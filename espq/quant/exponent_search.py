@@ -23,10 +23,10 @@ import torch
 
 from espq.ir import Graph, Node
 from espq.quant.bias_correction import stack_batches
-from espq.quant.calibrate import derive_bias_spec
+from espq.quant.calibrate import resolve_dependent_specs
 from espq.quant.observers import TensorStats, expected_mse
 from espq.quant.plan import PlanSkeleton
-from espq.quant.spec import DERIVED, OBSERVED, SHARED, QuantPlan, TensorSpec
+from espq.quant.spec import OBSERVED, QuantPlan, TensorSpec
 from espq.sim.float.executor import run_graph
 from espq.sim.float.registry import KERNELS
 from espq.targets import Target
@@ -162,14 +162,7 @@ def search_exponents(
             plan.tensors[name] = spec.with_exponent(
                 best_weight_exponents(graph.initializers[name], spec.exponent, spec.bits, spec.axis)
             )
-    for name, spec in list(plan.tensors.items()):
-        if spec.source == SHARED and spec.group is None:
-            node_name, idx = spec.ref[0].rsplit(":", 1)
-            src = plan.input_spec(node_name, int(idx), graph.node(node_name).inputs[int(idx)])
-            plan.tensors[name] = spec.with_exponent(src.exponent)
-    for name, spec in list(plan.tensors.items()):
-        if spec.source == DERIVED:
-            plan.tensors[name] = derive_bias_spec(plan, graph, spec)
+    resolve_dependent_specs(plan, graph)
     return plan
 
 

@@ -6,9 +6,9 @@ what a clipped or coarse tensor does to the model's outputs. This step does: a c
 the activation groups in graph order tries one exponent coarser and one finer for each group and keeps
 the change when the graph outputs' noise-to-signal ratio against the float model
 (:func:`espq.quant.recipes.output_error`) on the kept calibration batches falls by at least
-:data:`MIN_GAIN` (relative). Biases derived from a changed exponent are re-derived. Cost: two fake-quant
-runs over at most :data:`SEARCH_SAMPLES` kept calibration samples per group (MobileNetV2 224: 55 groups,
-about 3 minutes on one CPU core; ResNet-56 on CIFAR: seconds).
+:data:`MIN_GAIN` (relative). Biases, Clip bounds and Pad values follow a changed exponent. Cost: two
+fake-quant runs over at most :data:`SEARCH_SAMPLES` kept calibration samples per group (MobileNetV2
+224: 55 groups, about 3 minutes on one CPU core; ResNet-56 on CIFAR: seconds).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import torch
 from tqdm.auto import tqdm
 
 from espq.ir import Graph
-from espq.quant.calibrate import derive_bias_spec
-from espq.quant.spec import DERIVED, QuantPlan
+from espq.quant.calibrate import resolve_dependent_specs
+from espq.quant.spec import QuantPlan
 from espq.targets import Target
 
 #: a change is kept only when it lowers the output error by at least this fraction
@@ -36,9 +36,7 @@ def _with_group_exponent(plan: QuantPlan, graph: Graph, group: str, exponent: in
         for name, spec in specs.items():
             if spec.group == group:
                 specs[name] = spec.with_exponent(exponent)
-    for name, spec in out.tensors.items():
-        if spec.source == DERIVED:
-            out.tensors[name] = derive_bias_spec(out, graph, spec)
+    resolve_dependent_specs(out, graph)  # Clip bounds / Pad values and biases follow the new exponent
     return out
 
 
