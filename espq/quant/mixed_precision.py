@@ -35,12 +35,11 @@ from espq.quant.quantize import (
     calibration_statistics,
     finish_plan,
     plan_skeleton,
-    split_shared_parameters,
+    prepare_inputs,
 )
 from espq.quant.recipes import output_error
 from espq.quant.setting import QuantSetting
 from espq.quant.spec import F32, S16, QuantPlan
-from espq.targets import get_target
 
 INT16_COST_PER_MAC = 2.0
 COMPUTING_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU"})  # esp_ppq_facts §5.2
@@ -183,18 +182,11 @@ def auto_mixed_precision(
     Returns the model; ``qm.plan.int16_nodes()`` lists the int16 nodes and ``qm.amp_report``
     (:class:`AmpReport`) the chosen layers, errors, size and relative latency.
     """
-    from espq.frontends import load
-
     if max_error is None and max_int16_layers is None:
         raise ConfigError("auto_mixed_precision needs max_error and/or max_int16_layers")
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    tgt = get_target(target)
-    setting = setting or QuantSetting()
-    setting.validate()
-    steps = recipes.resolve(setting, recipe)
-    graph = load(model, input_shape=input_shape)
-    split_shared_parameters(graph)
+    tgt, setting, steps, graph = prepare_inputs(model, target, setting, recipe, input_shape)
     recipes.prepare_graph(graph, steps)
     _, skeleton = plan_skeleton(graph, tgt, 8, setting)
     kept: list = []

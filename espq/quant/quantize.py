@@ -59,6 +59,25 @@ def split_shared_parameters(graph: Graph) -> int:
     return made
 
 
+def prepare_inputs(
+    model_or_graph: Any,
+    target: str | Target,
+    setting: QuantSetting | None,
+    recipe: str | None,
+    input_shape: Any,
+) -> tuple[Target, QuantSetting, recipes.Steps, Graph]:
+    """Target, validated setting, resolved recipe steps and the loaded graph (shared parameters split)."""
+    from espq.frontends import load
+
+    tgt = get_target(target)
+    setting = setting or QuantSetting()
+    setting.validate()
+    steps = recipes.resolve(setting, recipe)
+    graph = load(model_or_graph, input_shape=input_shape)
+    split_shared_parameters(graph)
+    return tgt, setting, steps, graph
+
+
 def _check_bits(bits: Any) -> int:
     if isinstance(bits, bool) or bits not in (8, 16):
         raise ConfigError(f"bits must be 8 or 16 (ESP-DL runs int8 and int16), got {bits!r}")
@@ -90,15 +109,8 @@ def quantize(
     returned model's ``steps`` records the steps it was built with ("best" may drop equalization); re-apply
     a saved plan with the same steps (e.g. ``QuantSetting(equalization=False)`` when they say so).
     """
-    from espq.frontends import load
-
     bits = _check_bits(bits)
-    tgt = get_target(target)
-    setting = setting or QuantSetting()
-    setting.validate()
-    steps = recipes.resolve(setting, recipe)
-    base = load(model_or_graph, input_shape=input_shape)
-    split_shared_parameters(base)
+    tgt, setting, steps, base = prepare_inputs(model_or_graph, target, setting, recipe, input_shape)
     if plan is not None:
         graph = recipes.prepare_graph(base, steps)
         report, skeleton = plan_skeleton(graph, tgt, bits, setting)
