@@ -1,7 +1,7 @@
 """Calibration cost: espq.quantize's calibration vs one float forward pass over the same batches.
 
 ResNet-56 (CIFAR-10), 32 batches of 32 real calibration images; both timed in this process, best of
-``--repeat`` runs each (the machine is shared and noisy: compare the ratio, not the seconds).
+``--repeat`` interleaved runs each (the machine is shared and noisy: compare the ratio, not the seconds).
 
     python bench/calib_speed.py [--model resnet56] [--repeat 3]
 """
@@ -59,18 +59,13 @@ def main() -> None:
     def full_quantize() -> None:
         espq.quantize(graph, batches, target=args.target, progress=False)
 
-    timings = {}
-    for name, fn in (
-        ("float forward", float_pass),
-        ("statistics pass", stats_pass),
-        ("espq.quantize", full_quantize),
-    ):
-        best = float("inf")
-        for _ in range(args.repeat):
+    steps = {"float forward": float_pass, "statistics pass": stats_pass, "espq.quantize": full_quantize}
+    timings = dict.fromkeys(steps, float("inf"))
+    for _ in range(args.repeat):  # interleaved, so a busy spell on the shared machine hits every step
+        for name, fn in steps.items():
             t = time.perf_counter()
             fn()
-            best = min(best, time.perf_counter() - t)
-        timings[name] = best
+            timings[name] = min(timings[name], time.perf_counter() - t)
     base = timings["float forward"]
     print(
         f"{args.model}, {len(batches)} batches x {len(batches[0])}, target {args.target}, "

@@ -40,10 +40,20 @@ def collect_statistics(
             stats[t].update_array(graph.initializers[t])
     activations = {t for t in wanted if t not in graph.initializers}
     input_names = [t for t in graph.inputs if t in activations]
+    # a ReLU's output statistics come from its input (TensorStats.update(relu=True): same values, faster)
+    relu_outputs_of: dict[str, list[str]] = {}
+    for node in graph.nodes:
+        if node.op_type == "Relu" and node.outputs[0] in activations and graph.producer(node.inputs[0]):
+            relu_outputs_of.setdefault(node.inputs[0], []).append(node.outputs[0])
+    from_input = {t for outs in relu_outputs_of.values() for t in outs}
 
     def hook(node: Node, index: int, tensor: torch.Tensor) -> torch.Tensor:
         name = node.outputs[index]
-        if name in activations and tensor.is_floating_point():
+        if not tensor.is_floating_point():
+            return tensor
+        for relu_output in relu_outputs_of.get(name, ()):
+            stats[relu_output].update(tensor, relu=True)
+        if name in activations and name not in from_input:
             stats[name].update(tensor)
         return tensor
 

@@ -6,10 +6,13 @@
    quantized, :func:`espq.analysis.analyse`).
    A layer is promoted together with the single-consumer chain of non-computing ops after it
    (:func:`followers`).
-3. Greedy: at each step try the ``lookahead`` highest-ranked remaining ops, keep the one whose promotion
-   gives the lowest graphwise output error (measured: fake-quant vs float on calibration batches), stop
-   when the error is at most ``max_error`` or the int16 budget is spent. ``strategy="top_k"`` instead
-   promotes in rank order without choosing (the blind baseline the bench compares against).
+3. Greedy: at each step try the ``lookahead`` highest-ranked remaining ops, each alone and together with
+   its neighbours (the computing ops on the other side of its input and of its output activation,
+   :func:`neighbours`): an int8 activation that clips is only removed when its producer and its consumer
+   are both int16, which no single promotion shows. Keep the candidate with the largest relative error
+   reduction per promoted layer; stop when the error is at most ``max_error`` or the int16 budget is
+   spent. ``strategy="top_k"`` instead promotes single ops in rank order without choosing (the blind
+   baseline the bench compares against).
 
 The error is the noise-to-signal power ratio of the graph outputs against the float model, per sample,
 averaged (ESP-PPQ's "snr" metric). Latency is estimated from MACs with int16 ≈ 2× int8 per MAC (ESP-DL's
@@ -19,6 +22,7 @@ published per-layer figures); size counts weights at 1 or 2 bytes and biases at 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +87,7 @@ class _Mixer:
         self.stats, self.batches, self.evals = stats, batches, evals
         self.reference = [self._float(f) for f in evals]
         self.evaluations = 0
+        self._scores: dict[frozenset[str], tuple[float, QuantizedModel]] = {}
 
     def _float(self, feed: dict) -> dict[str, np.ndarray]:
         from espq.sim.float import run_float
@@ -105,6 +110,14 @@ class _Mixer:
         errs = [output_error(qm.run(f), ref) for f, ref in zip(self.evals, self.reference, strict=True)]
         return float(np.mean(errs))
 
+    def score(self, int16: Iterable[str]) -> tuple[float, QuantizedModel]:
+        """(graphwise error, model) with the layers ``int16`` promoted; cached per layer set."""
+        key = frozenset(int16)
+        if key not in self._scores:
+            qm = self.build(sorted(key))
+            self._scores[key] = (self.error(qm), qm)
+        return self._scores[key]
+
 
 def followers(graph: Graph, op: str) -> list[str]:
     """``op`` and the single-consumer chain of non-computing ops after it (Relu, pooling, Add...): they
@@ -118,6 +131,46 @@ def followers(graph: Graph, op: str) -> list[str]:
         node = consumers[0]
         chain.append(node.name)
     return chain
+
+
+def neighbours(graph: Graph, op: str) -> tuple[list[str], list[str]]:
+    """The computing ops that exchange an activation with ``op``: (producers of its activation inputs,
+    consumers of its output), each in graph order, looking through chains of one-input non-computing ops
+    (Relu, Pad, pooling, Reshape...) but not through joins such as Add or Concat."""
+
+    def activations(names: Iterable[str]) -> list[str]:
+        return [t for t in names if t and t not in graph.initializers]
+
+    ups: set[str] = set()
+    back = activations(graph.node(op).inputs)
+    while back:
+        producer = graph.producer(back.pop())
+        if producer is None:
+            continue
+        if producer.op_type in COMPUTING_OPS:
+            ups.add(producer.name)
+        elif len(activations(producer.inputs)) == 1:
+            back += activations(producer.inputs)
+    downs: set[str] = set()
+    ahead = activations(graph.node(op).outputs)
+    while ahead:
+        for consumer in graph.consumers(ahead.pop()):
+            if consumer.op_type in COMPUTING_OPS:
+                downs.add(consumer.name)
+            elif len(activations(consumer.inputs)) == 1:
+                ahead += activations(consumer.outputs)
+    order = [n.name for n in graph.nodes]
+    return [n for n in order if n in ups and n != op], [n for n in order if n in downs and n != op]
+
+
+def _candidates(graph: Graph, op: str, remaining: list[str]) -> list[list[str]]:
+    """``op`` alone, with its still-int8 input producers, and with its still-int8 output consumers."""
+    out = [[op]]
+    for side in neighbours(graph, op):
+        extra = [n for n in side if n in remaining]
+        if extra:
+            out.append([op, *extra])
+    return out
 
 
 def _layer_costs(graph: Graph, plan: QuantPlan) -> tuple[int, int, float]:
@@ -204,22 +257,33 @@ def auto_mixed_precision(
     remaining = [op for op, _ in ranking]
     budget = len(remaining) if max_int16_layers is None else max_int16_layers
     while remaining and len(chosen) < budget and (max_error is None or error > max_error):
-        tries = remaining[: 1 if strategy == "top_k" else lookahead]
+        if strategy == "top_k":
+            groups = [[remaining[0]]]
+        else:
+            groups = [g for op in remaining[:lookahead] for g in _candidates(graph, op, remaining)]
         scored = []
-        for op in tries:
-            qm = mixer.build([*chosen, op])
-            if max_size_bytes is not None and _layer_costs(qm.graph, qm.plan)[0] > max_size_bytes:
-                remaining.remove(op)  # over the size budget, now and with any later addition
+        for group in groups:
+            if len(chosen) + len(group) > budget:
                 continue
-            scored.append((mixer.error(qm), op, qm))
-        if not scored:
+            err, qm = mixer.score([*chosen, *group])
+            if max_size_bytes is not None and _layer_costs(qm.graph, qm.plan)[0] > max_size_bytes:
+                if len(group) == 1:
+                    remaining.remove(group[0])  # over the size budget, now and with any later addition
+                continue
+            # relative error reduction per promoted layer; top_k takes its one candidate regardless
+            scored.append((math.log(error / max(err, 1e-30)) / len(group), group, err, qm))
+        if not scored:  # no candidate of the best-ranked op fits the budgets
+            if groups[0][0] in remaining:
+                remaining.remove(groups[0][0])
             continue
-        err, op, qm = min(scored, key=lambda s: s[0])
-        remaining.remove(op)
-        if strategy == "greedy" and err >= error:
-            continue  # promoting it does not help: skip it
-        chosen.append(op)
-        history.append((op, err))
+        gain, group, err, qm = max(scored, key=lambda s: s[0])
+        if strategy == "greedy" and gain <= 0:
+            remaining.remove(groups[0][0])  # nothing near the best-ranked op helps now: skip it
+            continue
+        for op in group:
+            remaining.remove(op)
+        chosen += group
+        history.append(("+".join(group), err))
         error, best = err, qm
     size, size8, latency = _layer_costs(best.graph, best.plan)
     best.amp_report = AmpReport(
@@ -252,4 +316,4 @@ def _eval_feeds(kept: list[dict], n: int) -> list[dict[str, np.ndarray]]:
     return [{k: np.asarray(v) for k, v in f.items()} for f in kept[: max(1, n)]]
 
 
-__all__ = ["AmpReport", "auto_mixed_precision", "followers", "output_error"]
+__all__ = ["AmpReport", "auto_mixed_precision", "followers", "neighbours", "output_error"]

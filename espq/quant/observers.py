@@ -30,6 +30,8 @@ HIST_BINS = 16384
 #: values per tensor and batch that enter the histogram (min/max always see every value)
 MAX_HIST_SAMPLES = 1 << 22
 KL_BINS = 4096
+#: negative bins of a ReLU's pre-activation histogram (more negative values share the last one)
+NEGATIVE_BINS = HIST_BINS
 MIN_SCALE = 1e-8
 PERCENTILE = 0.9999
 OBSERVERS = ("kl", "minmax", "percentile", "mse")
@@ -46,12 +48,17 @@ class TensorStats:
         self.range = 0.0  # histogram covers [0, range]; a power of two once set
         self.hist = torch.zeros(bins, dtype=torch.float64)
 
-    def update(self, x: torch.Tensor) -> None:
-        """Add the values of ``x`` (any shape, float).
+    def update(self, x: torch.Tensor, relu: bool = False) -> None:
+        """Add the values of ``x`` (any shape, float), or with ``relu`` those of ``max(x, 0)``.
 
         min/max are exact; the histogram is built from at most :data:`MAX_HIST_SAMPLES` values per call
         (a fixed stride through the flattened tensor, counts scaled by the stride, plus the exact extremes),
         which keeps the statistics pass close to the cost of the forward pass itself.
+
+        ``relu`` gives the same statistics as ``update(torch.relu(x))``, faster: half of a ReLU output is
+        exact zeros, and counting them one after another in a single counter is a chain of dependent
+        increments. From the pre-activation values the non-positive ones are spread over negative bins
+        first and summed into bin 0 afterwards.
         """
         x = x.detach()
         if x.numel() == 0:
@@ -59,25 +66,39 @@ class TensorStats:
         if not x.is_floating_point():
             x = x.float()
         flat = _flat_view(x)  # reductions over an NHWC tensor's logical order are several times slower
-        lo, hi = (float(v) for v in torch.aminmax(flat))
+        raw_lo, raw_hi = (float(v) for v in torch.aminmax(flat))
+        lo, hi = (max(raw_lo, 0.0), max(raw_hi, 0.0)) if relu else (raw_lo, raw_hi)
         self.min, self.max = min(self.min, lo), max(self.max, hi)
         self.count += x.numel()
         amax = max(abs(lo), abs(hi))
         if amax > self.range:
             self._grow(amax)
         n = flat.numel()
+        if self.range == 0:
+            self.hist[0] += n
+            return
         # odd stride: on power-of-two channel counts and widths the sample visits every channel and column
         stride = 1 if n <= MAX_HIST_SAMPLES else (n // MAX_HIST_SAMPLES) | 1
-        if self.range > 0:
-            per_bin = self.bins / self.range  # a power of two: the scaling is exact
-            sample = torch.mul(flat[::stride], per_bin).abs_()
-            idx = sample.to(torch.int32).clamp_(max=self.bins - 1)  # x == range goes to the last bin
-            self.hist.add_(torch.bincount(idx, minlength=self.bins).cpu(), alpha=stride)
-            if stride > 1:  # the extremes always count, so a rare outlier is never sampled away
-                for v in (abs(lo), abs(hi)):
-                    self.hist[min(int(v * per_bin), self.bins - 1)] += 1
+        per_bin = self.bins / self.range  # a power of two: the scaling is exact
+        sample = torch.mul(flat[::stride], per_bin)
+        if relu and raw_lo < 0:
+            offset = min(math.ceil(-raw_lo * per_bin), NEGATIVE_BINS)
+            if raw_lo * per_bin < -offset:
+                sample.clamp_(min=-offset)
+            idx = sample.to(torch.int32).add_(offset)  # truncation: (-1, 1) -> the bin of 0
         else:
-            self.hist[0] += n
+            if raw_lo < 0 and not relu:
+                sample.abs_()
+            idx, offset = sample.to(torch.int32), 0
+        counts = torch.bincount(idx, minlength=offset + self.bins + 1)
+        self.hist.add_(counts[offset : offset + self.bins], alpha=stride)
+        if offset:  # non-positive ReLU inputs count in bin 0
+            self.hist[0] += counts[:offset].sum() * stride
+        if amax * per_bin >= self.bins:  # |x| == range goes to the last bin
+            self.hist[self.bins - 1] += counts[offset + self.bins] * stride
+        if stride > 1:  # the extremes always count, so a rare outlier is never sampled away
+            for v in (abs(lo), abs(hi)):
+                self.hist[min(int(v * per_bin), self.bins - 1)] += 1
 
     def update_array(self, x: np.ndarray) -> None:
         self.update(torch.as_tensor(np.asarray(x, dtype=np.float32)))
@@ -161,21 +182,26 @@ def exponent_kl(stats: TensorStats, bits: int) -> int:
     hist[:skip] = 0.0
     hist[skip] = 1.0
     total = hist.sum()
+    # Per candidate length L: p = hist[:L] with the tail folded into its last bin; the reference q has
+    # q groups, each spreading its sum evenly over its non-empty bins. KL(p || q) is computed per group
+    # (q groups instead of L bins) from prefix sums; the values are ESP-PPQ's up to float rounding.
+    p = hist / total
+    plogp = np.concatenate([[0.0], np.cumsum(p * np.log10(p + 1e-30))])
+    tail = np.concatenate([np.cumsum(hist[::-1])[::-1], [0.0]])  # tail[i] = hist[i:].sum()
+    positive = hist > 0
     best_kl, best_len = math.inf, bins
     for length in range(q, bins + 1, q):
-        p = hist[:length].copy()
-        p[-1] += hist[length:].sum()
-        p /= total
         ratio = length // q
-        grouped = hist[:length].reshape(q, ratio)
-        positive = grouped > 0
-        cnt = np.maximum(positive.sum(axis=1, keepdims=True), 1)
-        qd = np.repeat(grouped.sum(axis=1, keepdims=True) / cnt, ratio, axis=1) * positive
-        qd = qd.reshape(-1)
-        s = qd.sum()
-        if s > 0:
-            qd = qd / s
-        kl = float(np.sum(p * (np.log10(p + 1e-30) - np.log10(qd + 1e-30))))
+        group_sum = hist[:length].reshape(q, ratio).sum(axis=1)
+        nonempty = np.maximum(positive[:length].reshape(q, ratio).sum(axis=1), 1)
+        s = group_sum.sum()
+        level = group_sum / nonempty / s if s > 0 else group_sum / nonempty  # q's value in a non-empty bin
+        p_last = (hist[length - 1] + tail[length]) / total
+        entropy = plogp[length - 1] + p_last * math.log10(p_last + 1e-30)
+        cross = float(np.dot(p[:length].reshape(q, ratio).sum(axis=1), np.log10(level + 1e-30)))
+        q_last = level[-1] if positive[length - 1] else 0.0  # the folded last bin's reference value
+        cross += (p_last - p[length - 1]) * math.log10(q_last + 1e-30)
+        kl = entropy - cross
         if kl < best_kl:
             best_kl, best_len = kl, length
     scale = max(best_len * (absmax / bins) / q, MIN_SCALE)

@@ -85,3 +85,53 @@ def test_size_budget_limits_promotions():
         chain_model(), DATA, max_error=0.0, max_size_bytes=base.int8_size_bytes, progress=False
     ).amp_report
     assert none.int16_layers == [] and none.size_bytes == base.int8_size_bytes
+
+
+def spiky_chain_model():
+    """conv0 -> Relu -> conv1 -> Relu -> conv2 (1x1): rare large input values that KL clips in int8."""
+    rng = np.random.default_rng(0)
+    inits = {
+        "w0": np.eye(8, 4, dtype=np.float32)[:, :, None, None] * 0.5,
+        "w1": rng.normal(0, 0.2, (8, 8, 1, 1)).astype(np.float32),
+        "w2": rng.normal(0, 0.3, (4, 8, 1, 1)).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["c0"], name="conv0"),
+        helper.make_node("Relu", ["c0"], ["r0"], name="relu0"),
+        helper.make_node("Conv", ["r0", "w1"], ["c1"], name="conv1"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2"], ["y"], name="conv2"),
+    ]
+    return make_model(nodes, [("x", [1, 4, 8, 8])], [("y", [1, 4, 8, 8])], inits)
+
+
+def test_neighbours_look_through_one_input_ops_only():
+    from qhelpers import conv_relu_add_model
+
+    from espq import load
+    from espq.quant.mixed_precision import neighbours
+
+    g = load(conv_relu_add_model())
+    conv1, conv2 = (n.name for n in g.nodes if n.op_type == "Conv")
+    assert neighbours(g, conv2) == ([conv1], [])  # through Relu; its output joins an Add: not looked through
+    assert neighbours(g, conv1) == ([], [conv2])
+    chain = load(spiky_chain_model())
+    assert neighbours(chain, "conv1") == (["conv0"], ["conv2"])
+
+
+def test_greedy_promotes_producer_and_consumer_of_a_clipping_activation_together():
+    """The int8 error sits in relu1's output (rare large values clipped): only conv1 and conv2 both int16
+    remove it, which no single promotion shows; blind top-k with the same two layers barely helps."""
+    rng = np.random.default_rng(1)
+    data = [
+        (rng.normal(0, 0.3, (8, 4, 8, 8)) + 20 * (rng.random((8, 4, 8, 8)) < 0.002)).astype(np.float32)
+        for _ in range(3)
+    ]
+    greedy = auto_mixed_precision(spiky_chain_model(), data, max_int16_layers=2, progress=False).amp_report
+    blind = auto_mixed_precision(
+        spiky_chain_model(), data, max_int16_layers=2, strategy="top_k", progress=False
+    ).amp_report
+    assert len(greedy.int16_layers) == len(blind.int16_layers) == 2
+    assert greedy.steps[0][0] in ("conv1+conv2", "conv2+conv1")  # one step, both layers
+    assert greedy.error < 0.2 * greedy.base_error
+    assert greedy.error < 0.2 * blind.error

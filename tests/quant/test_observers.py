@@ -48,6 +48,33 @@ def test_streaming_histogram_matches_single_update():
     assert float((one.hist.view(-1, 64).sum(1) - many.hist.view(-1, 64).sum(1)).abs().max()) <= 2
 
 
+@pytest.mark.parametrize("case", ["normal", "zeros", "bin_edges", "deep_negatives", "non_positive"])
+def test_relu_statistics_from_the_input_equal_those_of_the_output(case):
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 2.0, 20000).astype(np.float32)
+    if case == "zeros":
+        x[rng.random(x.size) < 0.4] = 0.0
+    elif case == "bin_edges":  # exactly on histogram bin edges (range 16, 16384 bins: 1/1024 wide)
+        x = np.round(x * 1024) / 1024
+    elif case == "deep_negatives":  # far below -range: beyond the negative bins, clamped
+        x[::7] = -1e6
+    elif case == "non_positive":
+        x = -np.abs(x)
+    direct, from_input = TensorStats(), TensorStats()
+    for part in np.array_split(x, 3):
+        t = torch.as_tensor(part)
+        direct.update(torch.relu(t))
+        from_input.update(t, relu=True)
+    assert torch.equal(direct.hist, from_input.hist)
+    assert (direct.min, direct.max, direct.count, direct.range) == (
+        from_input.min,
+        from_input.max,
+        from_input.count,
+        from_input.range,
+    )
+    assert from_input.min >= 0.0 and from_input.hist.sum() == x.size
+
+
 def test_merge_is_union():
     rng = np.random.default_rng(1)
     a, b = rng.normal(0, 1, 3000).astype(np.float32), rng.normal(0, 5, 3000).astype(np.float32)

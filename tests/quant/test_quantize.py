@@ -112,3 +112,23 @@ def test_no_warning_when_steps_match(model):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         espq.quantize(model, random_batches([1, 3, 8, 8], n=3), calib_steps=3, progress=False)
+
+
+def test_calibration_statistics_equal_those_of_the_float_tensors():
+    """One pass: every observed tensor's statistics equal TensorStats over its float values (ReLU outputs
+    are binned from their inputs, which must not change a count)."""
+    from espq.quant.calibrate import collect_statistics
+    from espq.quant.observers import TensorStats
+    from espq.sim.float import run_float
+
+    graph = espq.load(conv_relu_add_model())
+    batches = random_batches([1, 3, 8, 8], n=3, batch=4, seed=2)
+    names = ["r1", "c2", "a", "y"]
+    stats = collect_statistics(graph, names, iter({"x": b} for b in batches), progress=False)
+    for name in names:
+        expected = TensorStats()
+        for b in batches:
+            expected.update(torch.as_tensor(run_float(graph, {"x": b}, outputs=[name])[name]))
+        got = stats[name]
+        assert torch.equal(got.hist, expected.hist), name
+        assert (got.min, got.max, got.count) == (expected.min, expected.max, expected.count), name

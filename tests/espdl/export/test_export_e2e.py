@@ -325,11 +325,15 @@ def test_exported_parameters_are_the_simulated_ones_on_ties(tmp_path: Path, targ
     qm = espq.quantize(
         net, [x.numpy()], target=target, setting=None, progress=False, input_shape=[1, 16, 4, 4]
     )
+    conv = next(n for n in qm.graph.nodes if n.op_type == "Conv")
+    bias = conv.inputs[2]  # biases on ties of their derived (per-channel on P4) grid too
+    bias_exp = np.broadcast_to(np.asarray(qm.plan.tensors[bias].exponent, dtype=np.float64), (16,))
+    qm.graph.initializers[bias] = ((np.arange(16) - 8 + 0.5) * 2.0**bias_exp).astype(np.float32)
+    qm = QuantizedModel(qm.graph, qm.plan, qm.target)
     path = tmp_path / "tie.espdl"
     qm.export(path)
     model = espdl.read(path)
     simulated = quantize_parameters(qm.graph, qm.plan, qm.target)
-    conv = next(n for n in qm.graph.nodes if n.op_type == "Conv")
     name = conv.inputs[1]
     stored = model.original_weight(name)
     np.testing.assert_array_equal(stored, _ints(simulated[name], qm, name))
@@ -339,6 +343,9 @@ def test_exported_parameters_are_the_simulated_ones_on_ties(tmp_path: Path, targ
     assert np.all(scaled % 1 == 0.5)  # all ties
     np.testing.assert_array_equal(stored, np.clip(np.round(scaled), -128, 127))  # half to even
     assert np.any(stored != np.clip(np.floor(scaled + 0.5), -128, 127))  # not the chip's half-up
+    stored_bias = model.original_weight(bias)  # biases too
+    np.testing.assert_array_equal(stored_bias, _ints(simulated[bias], qm, bias))
+    np.testing.assert_array_equal(stored_bias, np.round(np.arange(16) - 8 + 0.5))
     # and the chip's integers (bit-exact runner) equal the fake-quant outputs
     xi = x[:1].numpy()
     chip = espq.run_espdl(path, xi, target=target)[qm.graph.outputs[0]]
