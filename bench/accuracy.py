@@ -196,6 +196,13 @@ def top1(z: np.ndarray, y: np.ndarray) -> float:
     return 100.0 * float(np.mean(z.reshape(len(y), -1).argmax(axis=1) == y))
 
 
+def agreement(q: np.ndarray, f: np.ndarray) -> float:
+    """% of inputs whose top-1 class equals the float model's (label noise of the test set cancels)."""
+    return 100.0 * float(
+        np.mean(q.reshape(len(f), -1).argmax(axis=1) == f.reshape(len(f), -1).argmax(axis=1))
+    )
+
+
 def nsr(q: np.ndarray, f: np.ndarray) -> float:
     q, f = q.reshape(len(f), -1), f.reshape(len(f), -1)
     return float(((q - f) ** 2).sum() / max((f**2).sum(), 1e-30))
@@ -218,6 +225,7 @@ def bench_row(
     if ref is not None:
         q = chip_logits(ref, target, task["x"])
         row["esp-ppq chip"], row["esp-ppq chip nsr"] = top1(q, task["y"]), nsr(q, f)
+        row["esp-ppq chip agree"] = agreement(q, f)
     for r in recipes:
         t0 = time.time()
         qm = espq.quantize(graph, task["calib"], target=target, bits=bits, recipe=r, progress=False)
@@ -228,7 +236,7 @@ def bench_row(
             path = Path(tmp) / f"{model}.espdl"
             qm.export(path)
             q = chip_logits(path, target, task["x"])
-        row[r], row[f"{r} nsr"] = top1(q, task["y"]), nsr(q, f)
+        row[r], row[f"{r} nsr"], row[f"{r} agree"] = top1(q, task["y"]), nsr(q, f), agreement(q, f)
     return row
 
 
@@ -239,6 +247,7 @@ def _fmt(row: dict, key: str, spec: str) -> str:
 def print_table(rows: list[dict], recipes: list[str]) -> None:
     head = ["model", "target", "bits", "images", "float", "ESP-PPQ sim", "ESP-PPQ chip"]
     head += [f"espq {r} chip" for r in recipes] + ["NSR ESP-PPQ chip"] + [f"NSR espq {r}" for r in recipes]
+    head += ["agree ESP-PPQ"] + [f"agree {r}" for r in recipes]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for row in rows:
@@ -253,6 +262,7 @@ def print_table(rows: list[dict], recipes: list[str]) -> None:
         ]
         cells += [f"{row[r]:.2f}" for r in recipes] + [_fmt(row, "esp-ppq chip nsr", ".2e")]
         cells += [f"{row[f'{r} nsr']:.2e}" for r in recipes]
+        cells += [_fmt(row, "esp-ppq chip agree", ".2f")] + [f"{row[f'{r} agree']:.2f}" for r in recipes]
         print("| " + " | ".join(cells) + " |")
 
 

@@ -25,7 +25,7 @@ import torch
 from espq.ir import Graph, Node
 from espq.quant import rules
 from espq.quant.spec import F32, S16, QuantPlan, TensorSpec
-from espq.sim.float.executor import run_graph
+from espq.sim.float.executor import run_graph, run_segment
 from espq.sim.float.registry import KERNELS
 from espq.sim.lut import LUT16_OPS, build_table, int16_lut_kernel
 from espq.targets import Rounding, Target, get_target
@@ -207,15 +207,26 @@ class FakeQuantSim:
         self, feeds: Mapping[str, torch.Tensor], outputs: Sequence[str] | None = None, device: str = "cpu"
     ) -> dict[str, torch.Tensor]:
         """Run on torch feeds (graph input name -> float tensor); returns the requested tensors."""
-        quantized_feeds = {}
-        for name, value in feeds.items():
-            spec = self.plan.tensors.get(name)
-            quantized_feeds[name] = fake_quant(value.float(), spec, self.rounding) if spec else value
         return run_graph(
             self.graph,
-            quantized_feeds,
+            self.quantized_feeds(feeds),
             None if outputs is None else list(outputs),
             device=device,
             hook=self._hook,
             kernels=self._kernels,
         )
+
+    def quantized_feeds(self, feeds: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The graph inputs rounded to their specs, as the first node sees them."""
+        out = {}
+        for name, value in feeds.items():
+            spec = self.plan.tensors.get(name)
+            out[name] = fake_quant(value.float(), spec, self.rounding) if spec else value
+        return out
+
+    def run_segment(
+        self, env: Mapping[str, torch.Tensor], start: int, stop: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Nodes ``start`` .. ``stop - 1`` of :attr:`graph` from the live tensors ``env``
+        (:func:`espq.sim.float.executor.run_segment`; begin with :meth:`quantized_feeds` at node 0)."""
+        return run_segment(self.graph, env, start, stop, hook=self._hook, kernels=self._kernels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from onnx import helper
 from qhelpers import conv_relu_add_model, make_model, random_batches
 
@@ -58,3 +59,50 @@ def test_clip_bounds_follow_a_changed_input_exponent():
     assert qm.plan.input_spec("clip", 0, "a").exponent == qm.plan.tensors["lo"].exponent == e
     assert moved.input_spec("clip", 0, "a").exponent == moved.tensors["lo"].exponent == e - 1
     assert moved.tensors["hi"].exponent == e - 1
+
+
+@pytest.mark.parametrize("target", ["esp32p4", "esp32s3"])
+def test_resuming_at_the_first_affected_node_equals_a_full_run(target):
+    """The search scores a candidate from the current plan's tensors at the candidate's first affected
+    node; for every group and step (requantize boundaries included) that equals running it in full."""
+    import torch
+
+    from espq.quant.output_search import _changed, _groups, first_affected_node
+    from espq.sim.fakequant import FakeQuantSim
+
+    data = random_batches([1, 3, 8, 8], n=2, batch=4, seed=5)
+    setting = espq.QuantSetting(precision={"conv2": 16})  # int8 -> int16 -> int8 boundaries
+    qm = espq.quantize(conv_relu_add_model(), data, target=target, setting=setting, progress=False)
+    raw = {"x": torch.as_tensor(np.concatenate(data))}
+    sim = FakeQuantSim(qm.graph, qm.plan, qm.target)
+    starts = []
+    for group, e in _groups(qm.plan, qm.graph):
+        for step in (1, -1):
+            candidate = _with_group_exponent(qm.plan, qm.graph, group, e + step)
+            start = first_affected_node(sim.graph, list(qm.graph.inputs), *_changed(qm.plan, candidate))
+            starts.append(start)
+            live = sim.run_segment(sim.quantized_feeds(raw), 0, start)
+            cand = FakeQuantSim(qm.graph, candidate, qm.target)
+            resumed = cand.run_segment(cand.quantized_feeds(raw) if start == 0 else live, start)
+            full = cand.run_torch(raw)
+            for out in qm.graph.outputs:
+                assert torch.equal(resumed[out], full[out]), (group, step, start)
+    assert 0 in starts and max(starts) > 0  # both the input group and later groups resumed
+
+
+def test_executor_segments_compose_to_a_full_run():
+    import torch
+
+    from espq.sim.float.executor import run_graph, run_segment
+
+    graph = espq.load(conv_relu_add_model())
+    x = torch.as_tensor(random_batches([1, 3, 8, 8], n=1, batch=2, seed=0)[0])
+    full = run_graph(graph, {"x": x})
+    env = {"x": x}
+    for start in range(len(graph.nodes)):
+        names = set(env)
+        after = run_segment(graph, env, start, start + 1)
+        assert set(env) == names  # the caller's tensors are left as they were (resumable)
+        env = after
+    assert torch.equal(env[graph.outputs[0]], full[graph.outputs[0]])
+    assert set(env) == set(graph.outputs)  # everything no later node reads was freed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 
@@ -34,6 +34,34 @@ def _shapes(values: list[torch.Tensor | None]) -> str:
     )
 
 
+def _kernel_table(graph: Graph, kernels: Mapping[str, KernelFn] | None) -> dict[str, KernelFn]:
+    _load_kernels()
+    table: dict[str, KernelFn] = dict(KERNELS)
+    if kernels:
+        table.update(kernels)
+    missing_ops: dict[str, str] = {}
+    for node in graph.nodes:
+        if node.op_type not in table:
+            missing_ops.setdefault(node.op_type, node.name)
+    if missing_ops:
+        listing = ", ".join(f"'{op}' (node '{name}')" for op, name in missing_ops.items())
+        raise UnsupportedOpError(
+            f"graph '{graph.name}': op type(s) {listing} have no float kernel in espq; replace the op in "
+            "the model (e.g. with onnxslim or by re-exporting) or open an issue asking for it"
+        )
+    return table
+
+
+def _last_use(graph: Graph) -> dict[str, int]:
+    """Index of the last node reading each tensor, for freeing."""
+    last_use: dict[str, int] = {}
+    for i, node in enumerate(graph.nodes):
+        for name in node.inputs:
+            if name:
+                last_use[name] = i
+    return last_use
+
+
 def run_graph(
     graph: Graph,
     feeds: Mapping[str, torch.Tensor],
@@ -53,7 +81,6 @@ def run_graph(
     ``kernels`` overrides registry entries (op_type -> kernel) for this run only. Tensors are freed
     after their last consumer unless requested.
     """
-    _load_kernels()
     wanted = list(graph.outputs if outputs is None else outputs)
     missing_feeds = [n for n in graph.inputs if n not in feeds]
     if missing_feeds:
@@ -61,28 +88,7 @@ def run_graph(
             f"graph '{graph.name}' needs input(s) {missing_feeds} but got {sorted(feeds)}; "
             "pass one tensor per graph input"
         )
-    table: dict[str, KernelFn] = dict(KERNELS)
-    if kernels:
-        table.update(kernels)
-    missing_ops: dict[str, str] = {}
-    for node in graph.nodes:
-        if node.op_type not in table:
-            missing_ops.setdefault(node.op_type, node.name)
-    if missing_ops:
-        listing = ", ".join(f"'{op}' (node '{name}')" for op, name in missing_ops.items())
-        raise UnsupportedOpError(
-            f"graph '{graph.name}': op type(s) {listing} have no float kernel in espq; replace the op in "
-            "the model (e.g. with onnxslim or by re-exporting) or open an issue asking for it"
-        )
-    dev = torch.device(device)
-
-    # last reader of each tensor, for freeing
-    last_use: dict[str, int] = {}
-    for i, node in enumerate(graph.nodes):
-        for name in node.inputs:
-            if name:
-                last_use[name] = i
-    keep = set(wanted)
+    table = _kernel_table(graph, kernels)
     produced = set(graph.inputs) | set(graph.initializers)
     for node in graph.nodes:
         produced.update(o for o in node.outputs if o)
@@ -92,12 +98,55 @@ def run_graph(
             f"requested tensor(s) {unknown} do not exist in graph '{graph.name}'; "
             "ask for graph inputs, initializers or node outputs"
         )
+    env = {name: torch.as_tensor(feeds[name]).to(device) for name in graph.inputs}
+    _execute(graph, env, 0, len(graph.nodes), table, set(wanted), hook, torch.device(device))
+    result: dict[str, torch.Tensor] = {}
+    for w in wanted:
+        t = env.get(w)
+        if t is None:  # an initializer (graph inputs and node outputs are kept in ``env``)
+            t = registry.numpy_to_torch(graph.initializers[w], device)
+        result[w] = t
+    return result
 
-    env: dict[str, torch.Tensor] = {}
-    for name in graph.inputs:
-        env[name] = torch.as_tensor(feeds[name]).to(device)
-    # initializers are converted once per call, lazily on first use
-    init_cache: dict[str, torch.Tensor] = {}
+
+def run_segment(
+    graph: Graph,
+    env: Mapping[str, torch.Tensor],
+    start: int,
+    stop: int | None = None,
+    *,
+    keep: Iterable[str] = (),
+    device: str | torch.device = "cpu",
+    hook: Hook | None = None,
+    kernels: Mapping[str, KernelFn] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Run nodes ``start`` to ``stop - 1`` of ``graph`` from ``env``, the tensors live before node
+    ``start`` (graph inputs, earlier outputs a later node reads), as :func:`run_graph` would.
+
+    Returns the tensors live after the segment: those a later node reads, plus the graph outputs and
+    ``keep`` names produced so far. ``env`` itself is not modified, so one prefix can be resumed many
+    times (e.g. to score alternatives that differ only from node ``start`` on).
+    """
+    stop = len(graph.nodes) if stop is None else stop
+    table = _kernel_table(graph, kernels)
+    state = dict(env)
+    _execute(graph, state, start, stop, table, set(graph.outputs) | set(keep), hook, torch.device(device))
+    return state
+
+
+def _execute(
+    graph: Graph,
+    env: dict[str, torch.Tensor],
+    start: int,
+    stop: int,
+    table: Mapping[str, KernelFn],
+    keep: set[str],
+    hook: Hook | None,
+    dev: torch.device,
+) -> None:
+    """Run nodes ``start`` .. ``stop - 1`` on ``env`` in place, freeing tensors after their last reader."""
+    last_use = _last_use(graph)
+    init_cache: dict[str, torch.Tensor] = {}  # initializers are converted once per call, on first use
 
     def fetch(name: str) -> torch.Tensor | None:
         if not name:
@@ -107,7 +156,7 @@ def run_graph(
         if name in graph.initializers:
             t = init_cache.get(name)
             if t is None:
-                t = registry.numpy_to_torch(graph.initializers[name], device)
+                t = registry.numpy_to_torch(graph.initializers[name], dev)
                 init_cache[name] = t
             return t
         raise ShapeError(
@@ -118,7 +167,8 @@ def run_graph(
     token = registry.set_current_graph(graph)
     try:
         with torch.no_grad():
-            for i, node in enumerate(graph.nodes):
+            for i in range(start, stop):
+                node = graph.nodes[i]
                 kernel = table[node.op_type]
                 args = [fetch(n) for n in node.inputs]
                 try:
@@ -158,13 +208,3 @@ def run_graph(
                         init_cache.pop(name, None)
     finally:
         registry.reset_current_graph(token)
-
-    result: dict[str, torch.Tensor] = {}
-    for w in wanted:
-        t = env.get(w)
-        if t is None:
-            t = fetch(w)
-        if t is None:  # pragma: no cover - guarded by `unknown` above
-            raise ShapeError(f"tensor '{w}' was not computed")
-        result[w] = t
-    return result
