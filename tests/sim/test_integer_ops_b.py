@@ -70,6 +70,31 @@ def test_sigmoid_int16_float_path():
     assert y.data.tolist() == [16384, 32767, 0]
 
 
+def test_int16_relu_ignores_a_table_int8_relu_uses_it():
+    """Current ESP-DL builds the LUT module for an int8 Relu with a ``lut`` only; an S16 Relu computes
+    max(x, 0) even when the file carries a (coarse, 257-entry) int16 table, as ESP-PPQ's exports do."""
+    coarse = param("Relu_lut_0", np.zeros(257, np.int16), 0)  # a table that would zero everything
+    (y16,) = run_op(
+        "Relu",
+        [q([-300, 5, 1000], 0, np.int16)],
+        attrs={"lut": "Relu_lut_0"},
+        out_exponents=[0],
+        out_dtypes=[np.int16],
+        initializers={"Relu_lut_0": coarse},
+    )
+    assert y16.data.tolist() == [0, 5, 1000]
+    table8 = param("Relu_lut_1", np.full(256, 7, np.int8), 0)
+    (y8,) = run_op(
+        "Relu",
+        [q([-3, 5], 0)],
+        attrs={"lut": "Relu_lut_1"},
+        out_exponents=[0],
+        out_dtypes=[np.int8],
+        initializers={"Relu_lut_1": table8},
+    )
+    assert y8.data.tolist() == [7, 7]
+
+
 def test_relu_rescale_rounds_by_target():
     x = q([-4, 3, 5], -1, np.int16)
     (p4,) = run_op("Relu", [x], "esp32p4", out_exponents=[0], out_dtypes=[np.int16])

@@ -21,7 +21,7 @@ import numpy as np
 
 from espq.errors import EspdlFormatError, UnsupportedOpError
 from espq.sim.integer.base import IntContext, QTensor, register_int
-from espq.sim.integer.kernels_lut import lut_kernel, lut_or_none
+from espq.sim.integer.kernels_lut import lut_or_none
 from espq.targets.base import Rounding
 from espq.targets.rounding import shift_round
 
@@ -132,11 +132,11 @@ def _f32_attr(ctx: IntContext, key: str, default: float) -> np.float32:
 
 @register_int("Relu")
 def relu(ctx: IntContext, inputs: list[QTensor | None]) -> list[QTensor]:
-    """Relu: a ``lut`` table is used for any dtype (``dl_module_relu.hpp`` deserialize); equal
-    exponents → max(x, 0) exactly; else round(x·2^(e_in−e_out)) for x ≥ 0 (§4.6)."""
+    """Relu: an int8 ``lut`` table runs the LUT module; equal exponents → max(x, 0) exactly; else
+    round(x·2^(e_in−e_out)) for x ≥ 0 (§4.6). An S16 Relu computes directly and ignores a table
+    (``dl_module_relu.hpp`` deserialize since the ModelContext API; ESP-DL releases before it built a
+    LUT module for any quant type, esp_dl_facts.md §3.3)."""
     x = activation_input(ctx, inputs)
-    if x.data.dtype == np.int16 and isinstance(ctx.attr("lut"), str) and ctx.initializer(ctx.attr("lut")):
-        return lut_kernel(ctx, inputs)
     table = lut_or_none(ctx, inputs)
     if table is not None:
         return table
