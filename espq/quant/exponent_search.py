@@ -110,12 +110,12 @@ def measured_errors(
                 None if not t else torch.as_tensor(np.array(graph.initializers[t])) for t in node.inputs[1:]
             ]
             ref = KERNELS[node.op_type](node, [x, *rest])[0]
-            signal = float((ref.double() ** 2).sum()) + 1e-30
+            signal = float(torch.square(ref).sum()) + 1e-30  # float32 squares, pairwise-summed
             errs = errors.setdefault(spec.group, {})
             for e in range(int(spec.exponent) - radius, int(spec.exponent) + radius + 1):
                 q = fake_quant(x, TensorSpec(bits=spec.bits, exponent=e), rounding)
                 out = KERNELS[node.op_type](node, [q, *rest])[0]
-                errs[e] = errs.get(e, 0.0) + float(((out - ref).double() ** 2).sum()) / signal
+                errs[e] = errs.get(e, 0.0) + float(out.sub_(ref).square_().sum()) / signal
 
     def hook(node: Node, index: int, tensor: torch.Tensor) -> torch.Tensor:
         if tensor.is_floating_point():
