@@ -277,15 +277,18 @@ def parameter_percentile_absmax(values: np.ndarray, p: float = PERCENTILE) -> fl
 
 
 def weight_exponents(values: np.ndarray, bits: int, axis: int | None) -> int | tuple[int, ...]:
-    """Exponent of a parameter: per-channel minmax along ``axis``, else ESP-PPQ's per-tensor percentile.
+    """Exponent of a parameter: per-channel minmax along ``axis``; per tensor, ESP-PPQ's 0.9999
+    percentile at 8 bits and minmax at 16 bits.
 
-    ESP-PPQ's espdl setting observes per-channel Conv/Gemm weights (P4) with minmax and every other
-    parameter (per-tensor weights on S3/C, MatMul/Mul/Add constants, PRelu slopes, LSTM/GRU weights)
-    with the 0.9999 percentile (esp_ppq_facts.md §2.4); espq follows both.
+    ESP-PPQ's espdl setting observes per-channel Conv/Gemm weights (P4) with minmax and, at 8 bits, every
+    other parameter (per-tensor weights on S3/C, MatMul/Mul/Add constants, PRelu slopes, LSTM/GRU weights)
+    with the 0.9999 percentile (esp_ppq_facts.md §2.4); at 16 bits its setting uses minmax for parameters
+    too (App. C; its int16 exports agree). espq follows both, by the parameter's own bit width.
     """
     v = np.asarray(values, dtype=np.float64)
     if axis is None or v.ndim == 0:
-        return exponent_minmax(parameter_percentile_absmax(v), bits)
+        absmax = parameter_percentile_absmax(v) if bits <= 8 else float(np.max(np.abs(v), initial=0.0))
+        return exponent_minmax(absmax, bits)
     moved = np.moveaxis(v, axis, 0).reshape(v.shape[axis], -1)
     amax = np.max(np.abs(moved), axis=1) if moved.shape[1] else np.zeros(moved.shape[0])
     return tuple(exponent_minmax(float(a), bits) for a in amax)

@@ -160,6 +160,8 @@ def test_per_tensor_weights_use_esppq_percentile():
     w[4] = -0.8  # the smallest too (k_min = 4 lands on 0.01, so the low side is 0)
     assert parameter_percentile_absmax(w) == pytest.approx(0.13)
     assert weight_exponents(w.reshape(64, 64, 3, 3), 8, axis=None) == exponent_minmax(0.13, 8) == -9
+    # at 16 bits ESP-PPQ's setting observes parameters with minmax: nothing is clipped
+    assert weight_exponents(w.reshape(64, 64, 3, 3), 16, axis=None) == exponent_minmax(0.9, 16) == -15
     # below ~10,000 elements the percentile is the exact extreme
     small = np.array([0.5, -2.0, 0.25], np.float32)
     assert parameter_percentile_absmax(small) == 2.0
