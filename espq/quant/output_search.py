@@ -109,6 +109,8 @@ def search_output_exponents(
         for group, e0 in tqdm(groups, desc="output-aware exponents", disable=disable, leave=False):
             candidates = [_with_group_exponent(plan, graph, group, e) for e in (e0 + 1, e0 - 1)]
             start = min(first_affected_node(sim.graph, inputs, *_changed(plan, c)) for c in candidates)
+            if start < position:  # e.g. a group of initializers (sorted first) read late: run it again
+                live, position = sim.quantized_feeds(raw), 0
             live, position = sim.run_segment(live, position, start), start
             choice = (best, None, None)
             for candidate in candidates:

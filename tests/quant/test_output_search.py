@@ -106,3 +106,44 @@ def test_executor_segments_compose_to_a_full_run():
         env = after
     assert torch.equal(env[graph.outputs[0]], full[graph.outputs[0]])
     assert set(env) == set(graph.outputs)  # everything no later node reads was freed
+
+
+def test_groups_whose_first_node_comes_late_restart_the_kept_forward():
+    """An Add with a constant operand: the constant joins the Add output's group and sorts that group
+    first, though its first affected node is the Add, after the convolutions' groups."""
+    rng = np.random.default_rng(2)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2"),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("Conv", ["r2", "w3"], ["c3"], name="conv3"),
+        helper.make_node("Add", ["c3", "k"], ["y"], name="add"),
+    ]
+    inits = {
+        "w1": rng.normal(0, 0.5, (4, 3, 1, 1)).astype(np.float32),
+        "w2": rng.normal(0, 0.5, (4, 4, 1, 1)).astype(np.float32),
+        "w3": rng.normal(0, 0.5, (4, 4, 1, 1)).astype(np.float32),
+        "k": rng.normal(0, 2.0, (1, 4, 4, 4)).astype(np.float32),
+    }
+    m = make_model(nodes, [("x", [1, 3, 4, 4])], [("y", [1, 4, 4, 4])], inits)
+    data = random_batches([1, 3, 4, 4], n=2, batch=4, seed=4)
+    qm = espq.quantize(m, data, target="esp32p4", progress=False)
+    assert qm.plan.tensors["k"].group == qm.plan.tensors["y"].group  # the constant is in the Add's group
+    feeds = {"x": np.concatenate(data)}
+    found = search_output_exponents(qm.graph, qm.plan, qm.target, feeds)
+    assert _error(qm, found, feeds) <= _error(qm, qm.plan, feeds)
+    # the same plan as the search done with a full fake-quant run per candidate
+    from espq.quant.output_search import MIN_GAIN, _groups
+
+    plan, best = qm.plan, _error(qm, qm.plan, feeds)
+    for group, e0 in _groups(qm.plan, qm.graph):
+        choice = (best, None)
+        for e in (e0 + 1, e0 - 1):
+            candidate = _with_group_exponent(plan, qm.graph, group, e)
+            err = _error(qm, candidate, feeds)
+            if err < choice[0] * (1.0 - MIN_GAIN):
+                choice = (err, candidate)
+        if choice[1] is not None:
+            best, plan = choice
+    assert found.tensors == plan.tensors and found.requant == plan.requant
