@@ -249,8 +249,8 @@ def auto_mixed_precision(
     )
     evals = _eval_feeds(kept, eval_batches)
     mixer = _Mixer(graph, setting, steps, tgt, stats, kept, evals)
-    best = mixer.build([])
-    base_error = error = mixer.error(best)
+    base_error, best = mixer.score([])
+    error = base_error
     ranking = _ranking(best, evals)
     chosen: list[str] = []
     history: list[tuple[str, float]] = []

@@ -87,7 +87,7 @@ class TensorStats:
                 sample.clamp_(min=-offset)
             idx = sample.to(torch.int32).add_(offset)  # truncation: (-1, 1) -> the bin of 0
         else:
-            if raw_lo < 0 and not relu:
+            if raw_lo < 0:  # (a ReLU with negative inputs took the branch above)
                 sample.abs_()
             idx, offset = sample.to(torch.int32), 0
         counts = torch.bincount(idx, minlength=offset + self.bins + 1)

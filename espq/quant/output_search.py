@@ -102,8 +102,8 @@ def search_output_exponents(
     sim = FakeQuantSim(graph, plan, target)
     inputs = list(graph.inputs)
     with torch.no_grad():
-        best = error(sim.run_segment(sim.quantized_feeds(raw), 0))
         live, position = sim.quantized_feeds(raw), 0  # the current plan's tensors before node ``position``
+        best = error(sim.run_segment(live, 0))  # ``live`` itself is left as it was
         disable = None if progress else True
         groups = _groups(plan, graph)
         for group, e0 in tqdm(groups, desc="output-aware exponents", disable=disable, leave=False):
