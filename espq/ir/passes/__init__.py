@@ -10,6 +10,7 @@ from espq.ir.passes.fold_batchnorm import fold_batchnorm
 from espq.ir.passes.fold_constants import fold_constants
 from espq.ir.passes.fold_shape_ops import fold_shape_ops
 from espq.ir.passes.fuse_add_to_bias import fuse_add_to_bias
+from espq.ir.passes.fuse_layernorm import fuse_layernorm
 from espq.ir.passes.fuse_swish import fuse_swish
 from espq.ir.passes.infer_shapes import infer_shapes
 from espq.ir.passes.manager import CANONICAL_PASSES, PassReport, canonicalize
@@ -29,6 +30,7 @@ __all__ = [
     "fold_constants",
     "fold_shape_ops",
     "fuse_add_to_bias",
+    "fuse_layernorm",
     "fuse_swish",
     "infer_shapes",
     "matmul_add_to_gemm",

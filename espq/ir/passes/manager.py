@@ -10,6 +10,9 @@
 5. ``infer_shapes`` — shapes behind the folded chains become static (next round folds more).
 6. ``normalize_attributes`` — old-opset forms become opset-18 input forms; it waits (all or
    nothing) until the ranks it needs are known, hence after 3–5.
+6b. ``fuse_layernorm`` — decomposed LayerNorm chains (ReduceMean/Sub/Pow/.../Div) become one
+   ``LayerNormalization``; after 6 so ReduceMean axes are in their opset-18 input form or attribute,
+   before 7/8 so its trailing Mul/Add are not taken for something else.
 7. ``matmul_add_to_gemm`` — creates Gemm (with its bias Add) so the next passes can treat it
    like Conv.
 8. ``fuse_add_to_bias`` — constant Add/Sub into Conv/ConvTranspose/Gemm bias; before BN folding so
@@ -42,6 +45,7 @@ from espq.ir.passes.fold_batchnorm import fold_batchnorm
 from espq.ir.passes.fold_constants import fold_constants
 from espq.ir.passes.fold_shape_ops import fold_shape_ops
 from espq.ir.passes.fuse_add_to_bias import fuse_add_to_bias
+from espq.ir.passes.fuse_layernorm import fuse_layernorm
 from espq.ir.passes.fuse_swish import fuse_swish
 from espq.ir.passes.infer_shapes import infer_shapes
 from espq.ir.passes.matmul_add_to_gemm import matmul_add_to_gemm
@@ -60,6 +64,7 @@ CANONICAL_PASSES: tuple[Pass, ...] = (
     fold_constants,
     infer_shapes,
     normalize_attributes,
+    fuse_layernorm,
     matmul_add_to_gemm,
     fuse_add_to_bias,
     fold_batchnorm,
