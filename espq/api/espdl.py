@@ -28,14 +28,15 @@ from espq.utils import atomic_write_bytes
 
 #: keyword arguments ESP-PPQ forwards to get_target_platform / the exporter that espq implements
 EXPORT_KWARGS = ("metadata_props", "model_version", "int16_lut_step")
-KNOWN_KWARGS = (*EXPORT_KWARGS, "hi_precision", "dispatching_override", "dispatching_method")
+KNOWN_KWARGS = (
+    *EXPORT_KWARGS, "hi_precision", "dispatching_override", "dispatching_method", "encrypt_data",
+)  # fmt: skip
 #: ESP-PPQ features espq does not implement: a clear error instead of a silent no-op
 UNSUPPORTED_KWARGS = {
     "auto_streaming": "streaming export",
     "streaming_table": "streaming export",
     "streaming_input_shape": "streaming export",
     "streaming_custom_passes": "streaming export",
-    "encrypt_data": "AES encryption of the exported file",
     "config_path": "a custom .json path (the config is written beside the .espdl)",
 }
 
@@ -135,6 +136,8 @@ def _run_pipeline(
             test_inputs=test_inputs,
             test_output_names=test_output_names,
             export_config=export_config,
+            # ESP-PPQ's encrypt_data=True: a random key, written to <stem>.key / <stem>_key.h
+            key="auto" if kwargs.get("encrypt_data") else None,
             **{k: kwargs[k] for k in EXPORT_KWARGS if k in kwargs},
         )
     return qm

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from espq.errors import EspdlFormatError
-from espq.espdl.container import build_edl, build_package, split_edl, split_package
+from espq.espdl.container import build_edl, build_package, split_edl, split_package, wrong_key_message
 from espq.espdl.decode import decode_payload
 from espq.espdl.encode import encode_payload
 from espq.espdl.model import EspdlGraph, EspdlModel, EspdlNode, EspdlTensor, EspdlValueInfo
@@ -41,7 +41,12 @@ def _load(source: Source) -> tuple[bytes, str]:
 
 def _decode_edl(data: bytes, source: str, key: bytes | None, base: int = 0) -> EspdlModel:
     fmt, mode, start, payload = split_edl(data, source, key)
-    return decode_payload(payload, base + start, source, fmt, mode)
+    if mode != 1:
+        return decode_payload(payload, base + start, source, fmt, mode)
+    try:
+        return decode_payload(payload, base + start, source, fmt, mode)
+    except EspdlFormatError:
+        raise EspdlFormatError(wrong_key_message(source)) from None
 
 
 def read(source: Source, key: bytes | None = None) -> EspdlModel:

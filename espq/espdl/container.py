@@ -40,8 +40,8 @@ def aes_ctr(payload: bytes, key: bytes) -> bytes:
         from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
     except ImportError:
         raise MissingDependencyError(
-            "decrypting an encrypted .espdl (mode 1) needs the 'cryptography' package: "
-            "pip install cryptography"
+            "encrypting or decrypting an .espdl (mode 1) needs the 'cryptography' package: "
+            "pip install 'espq[crypto]' (or pip install cryptography)"
         ) from None
     if len(key) != 16:
         raise EspdlFormatError(f"the AES key must be 16 bytes, got {len(key)}")
@@ -95,7 +95,20 @@ def split_edl(data: bytes, source: str = "<bytes>", key: bytes | None = None) ->
                 "needed: pass key=... (the key ESP-PPQ printed at export)"
             )
         payload = aes_ctr(payload, key)
+        # the header holds no key check: a FlatBuffer's root offset (u32 at 0) must be 4-aligned and
+        # inside the payload; anything else means the key did not decrypt it
+        root = struct.unpack_from("<I", payload, 0)[0] if len(payload) >= 4 else 1
+        if root % 4 or root + 4 > len(payload):
+            raise EspdlFormatError(wrong_key_message(source))
     return fmt, mode, start, payload
+
+
+def wrong_key_message(source: str) -> str:
+    """The error text for an encrypted file whose decrypted payload is not a model."""
+    return (
+        f"{source}: the decrypted payload is not an ESP-DL model: wrong key or corrupt file; "
+        "pass the key written at export (<stem>.key)"
+    )
 
 
 def build_edl(payload: bytes, fmt: str = "EDL2", mode: int = 0, key: bytes | None = None) -> bytes:

@@ -83,15 +83,21 @@ class QuantizedModel:
         model_version: int = 0,
         export_config: bool = True,
         int16_lut_step: int | None = None,
+        key: bytes | str | Path | None = None,
     ):
         """Write ``path`` (.espdl) and, with ``export_config``, ``<stem>.info`` and ``<stem>.json``.
 
+        ``key`` encrypts the payload (AES-128-CTR, header plain; needs the ``[crypto]`` extra): 16
+        bytes, 32 hex digits or a key file; ``"auto"`` draws a random key and writes it to
+        ``<stem>.key`` and ``<stem>_key.h`` (mode 0600; never printed).
         The file is validated before it is written; the same model and inputs give identical bytes.
         Returns the written :class:`espq.espdl.EspdlModel`.
         """
+        from espq.espdl.encrypt import resolve_export_key, write_key_files
         from espq.espdl.export import export_model
 
-        return export_model(
+        aes_key, generated = resolve_export_key(key)
+        model = export_model(
             self,
             path,
             export_test_values=export_test_values,
@@ -101,7 +107,11 @@ class QuantizedModel:
             model_version=model_version,
             export_config=export_config,
             int16_lut_step=self.int16_lut_step if int16_lut_step is None else int16_lut_step,
+            key=aes_key,
         )
+        if generated:
+            write_key_files(aes_key, path)
+        return model
 
     def analyse(
         self,

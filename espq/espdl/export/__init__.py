@@ -63,6 +63,7 @@ def export_model(
     export_config: bool = True,
     int16_lut_step: int = 32,
     doc_string: str = "",
+    key: bytes | None = None,
 ) -> EspdlModel:
     """Write ``qm`` (a :class:`espq.QuantizedModel`) to ``path`` and return the written model.
 
@@ -75,6 +76,7 @@ def export_model(
       config).
     * ``int16_lut_step``: table step of int16 LUT ops (power of two; 0 keeps int16 activations as
       their own modules).
+    * ``key``: a 16-byte AES key: the payload is AES-128-CTR encrypted (mode 1, header plain).
 
     Same inputs give byte-identical files. Raises UnsupportedOpError for a node the target cannot
     run, ConfigError for an unwritable path, ValidationError when the model breaks an ESP-DL rule.
@@ -90,7 +92,7 @@ def export_model(
     )  # fmt: skip
     validate(model, qm.target, strict=True)
     path = Path(path)
-    atomic_write_bytes(path, write_bytes(model))
+    atomic_write_bytes(path, write_bytes(model, key))
     if export_config:
         stem = path.with_suffix("")
         atomic_write_text(stem.with_suffix(".info"), info_text(model))
