@@ -1,0 +1,1 @@
+"""Test helpers shipped with espq (differential fuzzer)."""
