@@ -146,7 +146,15 @@ class FakeQuantSim:
         def avgpool(node: Node, inputs: list) -> list:
             return [self._chip_avgpool(node, inputs[0])]
 
-        kernels = {FAKEQUANT_OP: requant, "AveragePool": avgpool, "GlobalAveragePool": avgpool}
+        def prelu(node: Node, inputs: list) -> list:
+            return [self._chip_prelu(node, inputs[0], inputs[1])]
+
+        kernels = {
+            FAKEQUANT_OP: requant,
+            "AveragePool": avgpool,
+            "GlobalAveragePool": avgpool,
+            "PRelu": prelu,
+        }
         for op in WEIGHTED_OPS:
             kernels[op] = weighted
         return kernels
@@ -195,6 +203,27 @@ class FakeQuantSim:
         y = sums.float() * torch.tensor(scale, dtype=torch.float32)
         q = quantize(y, 0, out_spec.bits, self.rounding)
         return dequantize(q, e_out).to(x.dtype)
+
+    def _chip_prelu(self, node: Node, x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+        """PRelu as the chip's module computes it (esp_dl_facts §4.6, C kernel ``prelu_11c``, which the
+        integer runner follows for every family): negative inputs ``floor(x·α·2^-e_out)`` (an arithmetic
+        right shift, not the target rounding); positives are rounded by the output hook as usual. An
+        int8 node with a scalar slope becomes a table at export (rounded, the generic path). Whether
+        the PIE (S3/P4 int8) PRelu kernels floor too is not settled by ESP-DL's source here; the floor
+        is what the runner checks against Espressif's op tests (``bench/optests.py``)."""
+        base = KERNELS["PRelu"]
+        kind = self.plan.node_types.get(node.name, F32)
+        out_spec = self.plan.tensors.get(node.outputs[0])
+        lut = kind != S16 and slope.numel() == 1
+        if kind == F32 or out_spec is None or out_spec.exponent is None or lut:
+            return base(node, [x, slope])[0]
+        prod = base(node, [x.double(), slope.double()])[0]  # exact: |x·α| < 2^31 units
+        e_out = int(out_spec.exponent)
+        neg = torch.ldexp(
+            torch.floor(torch.ldexp(prod, torch.tensor(-e_out, dtype=torch.float64))),
+            torch.tensor(e_out, dtype=torch.float64),
+        )
+        return torch.where(x < 0, neg, x.double())
 
     # ------------------------------------------------------------------ running
     def _hook(self, node: Node, index: int, tensor: torch.Tensor) -> torch.Tensor:

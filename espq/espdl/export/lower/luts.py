@@ -50,7 +50,8 @@ def attach_luts(state: ExportState) -> dict[str, tuple[np.ndarray, int, int]]:
         e_in = int(state.specs[node.inputs[0]].exponent)
         out_spec = state.specs[node.outputs[0]]
         e_out = int(out_spec.exponent)
-        table = build_table(op, node.attrs, params, e_in, e_out, bits, state.target, step)
+        # a scalar slope of shape [1, 1, 1] would broadcast the table to [1, 1, 256]: tables are 1-D
+        table = build_table(op, node.attrs, params, e_in, e_out, bits, state.target, step).reshape(-1)
         key = (op, bits, e_out, table.tobytes())
         if key not in shared:
             shared[key] = g.unique_name(f"{op}_lut_{k}")
