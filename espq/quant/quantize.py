@@ -9,7 +9,7 @@ from typing import Any
 
 from espq.errors import ConfigError
 from espq.ir import Graph
-from espq.quant import recipes, rules
+from espq.quant import quality, recipes, rules
 from espq.quant.bias_correction import MAX_ELEMENTS, correct_biases, keep_batches, stack_batches
 from espq.quant.calibrate import collect_statistics, resolve_exponents
 from espq.quant.data import iter_feeds
@@ -97,6 +97,7 @@ def quantize(
     progress: bool = True,
     device: str = "cpu",
     recipe: str | None = None,
+    on_damage: str = "warn",
 ) -> QuantizedModel:
     """Quantize a model for ``target`` at ``bits`` (8 or 16) with power-of-two exponents.
 
@@ -108,8 +109,13 @@ def quantize(
     ``recipe``: "espdl" or "best" (:mod:`espq.quant.recipes`); ``None`` = ``setting.recipe``. The
     returned model's ``steps`` records the steps it was built with ("best" may drop equalization); re-apply
     a saved plan with the same steps (e.g. ``QuantSetting(equalization=False)`` when they say so).
+    ``on_damage``: what the quality gate (:mod:`espq.quant.quality`, report in ``qm.quality``) does with
+    damaged outputs/channels/ops: "warn" (default), "error" (raise) or "fix" (re-quantize once with the
+    findings' int16/observer fixes, calibrating on the kept calibration batches).
     """
     bits = _check_bits(bits)
+    if on_damage not in quality.ON_DAMAGE:
+        raise ConfigError(f"on_damage must be one of {quality.ON_DAMAGE}, got {on_damage!r}")
     tgt, setting, steps, base = prepare_inputs(model_or_graph, target, setting, recipe, input_shape)
     if plan is not None:
         graph = recipes.prepare_graph(base, steps)
@@ -119,7 +125,9 @@ def quantize(
         float_graph = graph.copy()  # bias correction writes into ``graph``
         if steps.bias_correction and calib_data is not None:
             correct_biases(graph, loaded, tgt, list(iter_feeds(graph, calib_data, calib_steps, collate_fn)))
-        return QuantizedModel(graph, loaded, tgt, report, float_graph=float_graph, steps=steps)
+        qm = QuantizedModel(graph, loaded, tgt, report, float_graph=float_graph, steps=steps)
+        qm.quality = None  # a re-applied plan is not checked (no calibration statistics)
+        return qm
     variants = recipes.variants(steps)
     feeds = iter_feeds(base, calib_data, calib_steps, collate_fn)
     if len({v.equalization is None for v in variants}) > 1:
@@ -138,7 +146,12 @@ def quantize(
             g = graph.copy()  # bias correction writes into the copy; ``graph`` stays the float model
             final = finish_plan(copy.deepcopy(skeleton), g, stats, setting, v, tgt, kept, progress)
             models.append(QuantizedModel(g, final, tgt, report, stats=stats, float_graph=graph, steps=v))
-    return models[0] if len(models) == 1 else recipes.select(models, base, kept)
+    qm = models[0] if len(models) == 1 else recipes.select(models, base, kept)
+
+    def refit(fixed: QuantSetting) -> QuantizedModel:
+        return quantize(base, kept, tgt, bits, None, None, fixed, None, None, False, device, recipe, "warn")
+
+    return quality.gate(qm, kept, on_damage, setting, refit)
 
 
 def plan_skeleton(graph: Graph, target: Target, bits: int, setting: QuantSetting):

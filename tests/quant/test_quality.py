@@ -1,0 +1,78 @@
+"""Quality gate (espq.quant.quality): dead channels, mixed-range Concat outputs, clipping, on_damage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+from qhelpers import conv_relu_add_model, make_model, random_batches
+
+import espq
+from espq.errors import ConfigError
+from espq.quant.quality import QualityError, QualityWarning, check_clipping
+
+
+def mixed_concat_model():
+    """x -> Mul(300) (box-like, ±~1000) and x -> Sigmoid (score-like, 0..1), concatenated as the output."""
+    nodes = [
+        helper.make_node("Mul", ["x", "k"], ["boxes"], name="mul"),
+        helper.make_node("Sigmoid", ["x"], ["scores"], name="sig"),
+        helper.make_node("Concat", ["boxes", "scores"], ["y"], name="cat", axis=1),
+    ]
+    k = np.full((1, 2, 1, 1), 300.0, np.float32)
+    return make_model(nodes, [("x", [1, 2, 4, 4])], [("y", [1, 4, 4, 4])], {"k": k})
+
+
+def test_clean_model_has_no_findings():
+    qm = espq.quantize(conv_relu_add_model(), random_batches([1, 3, 8, 8]), progress=False)
+    assert qm.quality.ok and qm.quality.samples == 8
+    assert qm.quality.to_dict() == {"samples": 8, "findings": [], "applied": []}
+
+
+def test_mixed_range_concat_output_warns_with_op_and_fix():
+    with pytest.warns(QualityWarning, match="mixed_range"):
+        qm = espq.quantize(mixed_concat_model(), random_batches([1, 2, 4, 4]), progress=False)
+    kinds = {f.kind: f for f in qm.quality.findings}
+    mixed = kinds["mixed_range"]
+    assert (mixed.tensor, mixed.op) == ("y", "cat")
+    ratio = float(mixed.damage.split("differ in range by ")[1].split("x")[0])
+    assert ratio >= 16
+    assert "split the output per head" in mixed.fix and "int16 for op 'cat'" in mixed.fix
+    dead = kinds["dead_channels"]
+    assert dead.damage.startswith("2 of 4 channel(s)") and "channels 2, 3" in dead.damage
+    assert "2 with all codes equal" in dead.damage
+    # the score channels really collapsed: every quantized score is the same code
+    q = qm.run(random_batches([1, 2, 4, 4], n=1, seed=5)[0])["y"]
+    assert np.unique(q[:, 2:]).size == 1
+    assert "dead_channels: 'y' (op 'cat')" in qm.quality.summary()
+
+
+def test_on_damage_error_raises():
+    with pytest.raises(QualityError, match="mixed_range: 'y' \\(op 'cat'\\)"):
+        espq.quantize(mixed_concat_model(), random_batches([1, 2, 4, 4]), progress=False, on_damage="error")
+    with pytest.raises(ConfigError, match="on_damage"):
+        espq.quantize(mixed_concat_model(), random_batches([1, 2, 4, 4]), progress=False, on_damage="x")
+
+
+def test_on_damage_fix_makes_the_scores_alive():
+    data = random_batches([1, 2, 4, 4])
+    with pytest.warns(QualityWarning, match="need their own exponents\\)$"):
+        qm = espq.quantize(mixed_concat_model(), data, progress=False, on_damage="fix")
+    assert qm.plan.node_types["cat"] == "S16"
+    assert qm.quality.applied[0].startswith("mixed_range: 'y' (op 'cat')")
+    assert [f.kind for f in qm.quality.findings] == ["mixed_range"]  # only the split is left to do
+    x = random_batches([1, 2, 4, 4], n=1, seed=5)[0]
+    q, f = qm.run(x)["y"][:, 2:], qm.run_float(x)["y"][:, 2:]
+    assert np.unique(q).size > 10  # int8 gave one code; int16 rounds to steps of 2**-5
+    assert np.max(np.abs(q - f)) < 0.03  # int8: every score rounded to one code (error up to ~0.9)
+
+
+def test_clipping_that_destroys_the_signal_is_flagged():
+    qm = espq.quantize(conv_relu_add_model(), random_batches([1, 3, 8, 8]), progress=False)
+    assert check_clipping(qm) == []
+    spec = qm.plan.tensors["r1"]
+    qm.plan.tensors["r1"] = spec.with_exponent(spec.exponent - 6)  # clip at 1/64 of the calibrated limit
+    (finding,) = [f for f in check_clipping(qm) if f.tensor == "r1"]
+    lost = int(finding.damage.split("; ")[1].split("%")[0])
+    assert lost > 90 and finding.op in ("relu1", "conv1")
+    assert finding.fix_args == {"layer_calib_algorithm": {"r1": "minmax"}}
