@@ -467,8 +467,16 @@ class _Checker:
 
     def run(self) -> list[str]:
         meta = self.model.target
-        if meta is not None and self.target is not None and get_target(meta) is not self.target:
-            self.add(f"metadata target '{meta}' differs from the requested target '{self.target.name}'")
+        # Chips sharing one metadata name (every no-PIE chip writes "c") run the same kernels (§2.7).
+        if (
+            meta is not None
+            and self.target is not None
+            and get_target(meta).metadata_name != self.target.metadata_name
+        ):
+            self.add(
+                f"metadata target '{meta}' differs from the requested target '{self.target.name}' "
+                f"(which expects '{self.target.metadata_name}'); re-export for that target"
+            )
         self.structure()
         self.graph_io()
         for node in self.g.nodes:
