@@ -4,7 +4,8 @@ Inputs (by graph-input name) and outputs (graph outputs or named intermediates) 
 fake-quant simulator, stored quantized with the tensor's exponent (int8/int16; float32 with exponent
 [0] for float tensors) in the exported layout. int16 LUT nodes are simulated with the runtime's
 nearest-entry lookup (:func:`espq.sim.lut.int16_lut_kernel`) so the stored outputs are what
-the chip computes. The default input is ``np.random.default_rng(0).standard_normal`` (reproducible).
+the chip computes. A NaN/Inf value is never stored (:func:`check_finite` raises instead).
+The default input is ``np.random.default_rng(0).standard_normal`` (reproducible).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from espq.errors import ConfigError
+from espq.errors import ConfigError, ValidationError
 from espq.espdl.export.builder import int_type
 from espq.espdl.export.lower.state import ExportState
 from espq.espdl.model import EspdlTensor
@@ -49,6 +50,27 @@ def simulate(qm, feeds: Any, outputs: Sequence[str], int16_lut_step: int) -> dic
     for name, value in prepared.items():
         out.setdefault(name, value.detach().cpu().numpy())
     return out
+
+
+def check_finite(graph, values: dict[str, np.ndarray], names: Sequence[str]) -> None:
+    """Raise :class:`ValidationError` naming every tensor of ``names`` whose value has NaN or Inf.
+
+    Such a value cast to int would be garbage the chip's ``Model::test()`` compares against.
+    """
+    bad = []
+    for name in names:
+        arr = np.asarray(values[name])
+        if not np.issubdtype(arr.dtype, np.floating) or np.isfinite(arr).all():
+            continue
+        producer = graph.producer(name)
+        where = f"output of node '{producer.name}' ({producer.op_type})" if producer else "an input"
+        bad.append(
+            f"test value of tensor '{name}' ({where}) has {int(np.isnan(arr).sum())} NaN and "
+            f"{int(np.isinf(arr).sum())} Inf of {arr.size} elements in the fake-quant simulation (e.g. a "
+            "Div by a value quantized to 0); pass other test_inputs, or fix the model/plan there"
+        )
+    if bad:
+        raise ValidationError(bad, "the exported test values")
 
 
 def stored_tensor(state: ExportState, name: str, value: np.ndarray) -> EspdlTensor:
@@ -88,6 +110,7 @@ def build_test_values(
         )
     feeds = test_inputs if test_inputs is not None else default_inputs(qm.graph)
     res = simulate(qm, feeds, names, int16_lut_step)
+    check_finite(qm.graph, res, list(state.graph.inputs) + names)
     ins = {n: stored_tensor(state, n, res[n]) for n in state.graph.inputs}
     outs = {n: stored_tensor(state, n, res[n]) for n in names}
     return ins, outs
