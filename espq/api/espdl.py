@@ -13,7 +13,7 @@ Scripts written for ESP-PPQ run after changing ``from esp_ppq.api import ...`` t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,9 @@ from espq.api.platforms import platform_precision
 from espq.api.settings import QuantizationSetting, QuantizationSettingFactory
 from espq.errors import ConfigError, InputDataError
 from espq.quant import QuantizedModel, QuantSetting, quantize
+from espq.quant.model import export_outputs
 from espq.quant.recipes import settings_from_compat
-from espq.utils import atomic_write_bytes
+from espq.utils import atomic_write_bytes, check_outputs
 
 #: keyword arguments ESP-PPQ forwards to get_target_platform / the exporter that espq implements
 EXPORT_KWARGS = ("metadata_props", "model_version", "int16_lut_step")
@@ -86,6 +87,26 @@ def _sample_inputs(qm: QuantizedModel, inputs: Any, input_shape: Any) -> list[np
     return [rng.standard_normal(s).astype(np.float32) for s in shapes]
 
 
+def _write_onnx(
+    proto: Any, espdl_export_file: str | Path, skip_export: bool, export_config: bool, overwrite: bool
+) -> Path:
+    """Write the converted model to ``<stem>.onnx`` (as ESP-PPQ does) after checking every output path.
+
+    The file carries an ``espq_written`` metadata entry, so a later run may replace it without
+    ``overwrite`` (:func:`espq.utils.check_outputs`); ``proto`` itself is not changed.
+    """
+    import onnx
+
+    onnx_path = Path(espdl_export_file).with_suffix(".onnx")
+    outputs = [onnx_path] + ([] if skip_export else export_outputs(espdl_export_file, export_config))
+    check_outputs(outputs, [], overwrite)
+    marked = onnx.ModelProto()
+    marked.CopyFrom(proto)
+    marked.metadata_props.add(key="espq_written", value="onnx export of the model espq quantized")
+    atomic_write_bytes(onnx_path, marked.SerializeToString())
+    return onnx_path
+
+
 def _run_pipeline(
     model: Any,
     espdl_export_file: str | Path,
@@ -104,8 +125,12 @@ def _run_pipeline(
     export_test_values: bool,
     test_output_names: list[str] | None,
     kwargs: dict[str, Any],
+    overwrite: bool = False,
+    sources: Sequence[str | Path] = (),
 ) -> QuantizedModel:
     _check_kwargs(kwargs)
+    if not skip_export:
+        check_outputs(export_outputs(espdl_export_file, export_config), sources, overwrite)
     if calib_dataloader is None:
         raise InputDataError("calib_dataloader is required (an iterable of calibration batches)")
     if calib_steps is None or isinstance(calib_steps, bool) or int(calib_steps) < 1:
@@ -128,6 +153,7 @@ def _run_pipeline(
             calib_dataloader, steps=8, kinds=("graphwise", "layerwise"), collate_fn=collate_fn
         )
         qm.report.print()
+    qm.source_files = [Path(p) for p in sources]
     if not skip_export:
         test_inputs = _sample_inputs(qm, inputs, input_shape) if export_test_values else None
         qm.export(
@@ -161,6 +187,7 @@ def espdl_quantize_onnx(
     export_test_values: bool = False,
     test_output_names: list[str] | None = None,
     verbose: int = 0,
+    overwrite: bool = False,
     **kwargs: Any,
 ) -> QuantizedModel:
     """Quantize an ONNX model and export ``.espdl`` (+ ``.info``/``.json``), like ESP-PPQ's function."""
@@ -182,6 +209,8 @@ def espdl_quantize_onnx(
         export_test_values,
         test_output_names,
         kwargs,
+        overwrite,
+        [onnx_import_file],
     )
 
 
@@ -204,6 +233,7 @@ def espdl_quantize_torch(
     verbose: int = 0,
     export_test_values: bool = False,
     opset_version: int = 18,
+    overwrite: bool = False,
     **kwargs: Any,
 ) -> QuantizedModel:
     """Export a torch model to ``<stem>.onnx`` beside the ``.espdl`` (as ESP-PPQ does), then quantize it."""
@@ -211,8 +241,7 @@ def espdl_quantize_torch(
 
     _check_kwargs(kwargs)
     proto = load_onnx(export_torch(model, input_shape=input_shape, inputs=inputs, opset=opset_version))
-    onnx_path = Path(espdl_export_file).with_suffix(".onnx")
-    atomic_write_bytes(onnx_path, proto.SerializeToString())
+    onnx_path = _write_onnx(proto, espdl_export_file, skip_export, export_config, overwrite)
     return _run_pipeline(
         proto,
         espdl_export_file,
@@ -231,6 +260,8 @@ def espdl_quantize_torch(
         export_test_values,
         test_output_names,
         kwargs,
+        overwrite,
+        [onnx_path],
     )
 
 
@@ -252,6 +283,7 @@ def espdl_quantize_tf(
     export_config: bool = True,
     verbose: int = 0,
     export_test_values: bool = False,
+    overwrite: bool = False,
     **kwargs: Any,
 ) -> QuantizedModel:
     """The same for a Keras model / ``.keras`` file / SavedModel (extra ``[tf]``); writes ``<stem>.onnx``."""
@@ -259,7 +291,7 @@ def espdl_quantize_tf(
 
     _check_kwargs(kwargs)
     proto = load_onnx(load_tf(model, input_shape=input_shape))
-    atomic_write_bytes(Path(espdl_export_file).with_suffix(".onnx"), proto.SerializeToString())
+    onnx_path = _write_onnx(proto, espdl_export_file, skip_export, export_config, overwrite)
     return _run_pipeline(
         proto,
         espdl_export_file,
@@ -278,4 +310,6 @@ def espdl_quantize_tf(
         export_test_values,
         test_output_names,
         kwargs,
+        overwrite,
+        [onnx_path],
     )

@@ -14,6 +14,14 @@ from espq.quant.spec import QuantPlan
 from espq.targets import CapabilityReport, Target
 
 
+def export_outputs(path: str | Path, export_config: bool = True) -> list[Path]:
+    """The files an export to ``path`` writes: the ``.espdl`` and, with ``export_config``, its side files."""
+    p = Path(path)
+    stem = p.with_suffix("")  # as the exporter names them
+    side = [stem.with_suffix(".info"), stem.with_suffix(".json")] if export_config else []
+    return [p, *side]
+
+
 class QuantizedModel:
     """A quantized model: ``graph`` (canonical IR whose parameters the plan quantizes), ``plan`` (every
     tensor's spec), ``target``; ``float_graph`` is the float model it approximates.
@@ -48,6 +56,8 @@ class QuantizedModel:
         #: int16 activations exported as nearest-entry tables use this step (export's default); the
         #: simulator reproduces those tables (0: exact int16 activations, no tables)
         self.int16_lut_step = 32
+        #: files this model was made from (model, calibration data); :meth:`export` never writes over them
+        self.source_files: list[Path] = []
 
     @property
     def sim(self):
@@ -84,8 +94,12 @@ class QuantizedModel:
         export_config: bool = True,
         int16_lut_step: int | None = None,
         key: bytes | str | Path | None = None,
+        overwrite: bool = False,
     ):
         """Write ``path`` (.espdl) and, with ``export_config``, ``<stem>.info`` and ``<stem>.json``.
+
+        An existing output espq did not write is replaced only with ``overwrite``; an output that is
+        one of ``source_files`` never (:func:`espq.utils.check_outputs`, ConfigError).
 
         ``key`` encrypts the payload (AES-128-CTR, header plain; needs the ``[crypto]`` extra): 16
         bytes, 32 hex digits or a key file; ``"auto"`` draws a random key and writes it to
@@ -95,7 +109,9 @@ class QuantizedModel:
         """
         from espq.espdl.encrypt import resolve_export_key, write_key_files
         from espq.espdl.export import export_model
+        from espq.utils import check_outputs
 
+        check_outputs(export_outputs(path, export_config), self.source_files, overwrite)
         aes_key, generated = resolve_export_key(key)
         model = export_model(
             self,
