@@ -128,9 +128,9 @@ def _output_fix(qm, tensor: str, mixed: set[str]) -> tuple[str, dict[str, Any]]:
     int16 = f"int16 for op '{node.name}' (setting.precision={{'{node.name}': 16}})"
     split = "split the output per head at export (the Concat's parts need their own exponents)"
     if str(qm.plan.node_types.get(node.name, "")).endswith("16"):
-        return (split if tensor in mixed else "float for that op, or bits=16 for the model"), {}
+        return (split, {"split_output": tensor}) if tensor in mixed else ("float for that op", {})
     if tensor in mixed:
-        return f"{split}, or {int16}", {"precision": {node.name: 16}}
+        return f"{split} (or {int16})", {"split_output": tensor}
     return int16, {"precision": {node.name: 16}}
 
 
@@ -275,11 +275,11 @@ def _fix_setting(setting, findings: list[Finding]):
     return fixed if changed else None
 
 
-def gate(qm, batches: list[dict[str, np.ndarray]], on_damage: str, setting, refit: Callable[[Any], Any]):
+def gate(qm, batches: list[dict[str, np.ndarray]], on_damage: str, setting, refit: Callable[..., Any]):
     """Run the gate on ``qm`` and act on it: "warn" warns with the findings, "error" raises
-    :class:`QualityError`, "fix" re-quantizes once with the findings' fixes (``refit(setting)``; int16 for
-    the op, another observer) and keeps that model when it has fewer findings, warning about what is left.
-    Output splitting is suggested but not applied here."""
+    :class:`QualityError`, "fix" re-quantizes once with the findings' fixes (``refit(setting, splits)``:
+    int16 for the op, another observer, mixed-range Concat outputs split into their parts) and keeps that
+    model when it has fewer findings, warning about what is left."""
     if on_damage not in ON_DAMAGE:
         raise ConfigError(f"on_damage must be one of {ON_DAMAGE}, got {on_damage!r}")
     feeds = gate_feeds(batches)
@@ -287,15 +287,14 @@ def gate(qm, batches: list[dict[str, np.ndarray]], on_damage: str, setting, refi
     if report.ok:
         return qm
     if on_damage == "error":
-        raise QualityError(
-            report.summary() + "\n(quantize(..., on_damage='fix') applies the int16/observer fixes)"
-        )
+        raise QualityError(report.summary() + "\n(quantize(..., on_damage='fix') applies these fixes)")
     if on_damage == "fix":
         fixed_setting = _fix_setting(setting, report.findings)
-        if fixed_setting is not None:
+        splits = sorted({f.fix_args["split_output"] for f in report.findings if "split_output" in f.fix_args})
+        if fixed_setting is not None or splits:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", QualityWarning)
-                candidate = refit(fixed_setting)
+                candidate = refit(fixed_setting or setting, splits)
             again = check_quality(candidate, feeds)
             if len(again.findings) < len(report.findings):
                 candidate.quality.applied = [f.line() for f in report.findings if f.fix_args]

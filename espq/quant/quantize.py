@@ -9,6 +9,7 @@ from typing import Any
 
 from espq.errors import ConfigError
 from espq.ir import Graph
+from espq.ir.passes.split_mixed_outputs import split_concat_outputs
 from espq.quant import quality, recipes, rules
 from espq.quant.bias_correction import MAX_ELEMENTS, correct_biases, keep_batches, stack_batches
 from espq.quant.calibrate import collect_statistics, resolve_exponents
@@ -111,7 +112,8 @@ def quantize(
     a saved plan with the same steps (e.g. ``QuantSetting(equalization=False)`` when they say so).
     ``on_damage``: what the quality gate (:mod:`espq.quant.quality`, report in ``qm.quality``) does with
     damaged outputs/channels/ops: "warn" (default), "error" (raise) or "fix" (re-quantize once with the
-    findings' int16/observer fixes, calibrating on the kept calibration batches).
+    findings' fixes, calibrating on the kept calibration batches: int16 for the op, another observer, a
+    mixed-range Concat output split into its parts, recorded in ``qm.graph.metadata["espq.split_outputs"]``).
     """
     bits = _check_bits(bits)
     if on_damage not in quality.ON_DAMAGE:
@@ -148,8 +150,10 @@ def quantize(
             models.append(QuantizedModel(g, final, tgt, report, stats=stats, float_graph=graph, steps=v))
     qm = models[0] if len(models) == 1 else recipes.select(models, base, kept)
 
-    def refit(fixed: QuantSetting) -> QuantizedModel:
-        return quantize(base, kept, tgt, bits, None, None, fixed, None, None, False, device, recipe, "warn")
+    def refit(fixed: QuantSetting, splits: list[str]) -> QuantizedModel:
+        graph = base.copy()
+        split_concat_outputs(graph, splits)
+        return quantize(graph, kept, tgt, bits, None, None, fixed, None, None, False, device, recipe, "warn")
 
     return quality.gate(qm, kept, on_damage, setting, refit)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from onnx import helper
@@ -9,6 +11,7 @@ from qhelpers import conv_relu_add_model, make_model, random_batches
 
 import espq
 from espq.errors import ConfigError
+from espq.ir.passes.split_mixed_outputs import SPLIT_KEY, split_concat_outputs
 from espq.quant.quality import QualityError, QualityWarning, check_clipping
 
 
@@ -54,17 +57,17 @@ def test_on_damage_error_raises():
         espq.quantize(mixed_concat_model(), random_batches([1, 2, 4, 4]), progress=False, on_damage="x")
 
 
-def test_on_damage_fix_makes_the_scores_alive():
+def test_on_damage_fix_splits_the_mixed_output_and_the_scores_come_alive():
     data = random_batches([1, 2, 4, 4])
-    with pytest.warns(QualityWarning, match="need their own exponents\\)$"):
-        qm = espq.quantize(mixed_concat_model(), data, progress=False, on_damage="fix")
-    assert qm.plan.node_types["cat"] == "S16"
-    assert qm.quality.applied[0].startswith("mixed_range: 'y' (op 'cat')")
-    assert [f.kind for f in qm.quality.findings] == ["mixed_range"]  # only the split is left to do
+    qm = espq.quantize(mixed_concat_model(), data, progress=False, on_damage="fix")
+    assert qm.graph.outputs == ["boxes", "scores"]
+    assert json.loads(qm.graph.metadata[SPLIT_KEY]) == {"y": {"parts": ["boxes", "scores"], "axis": 1}}
+    assert qm.quality.ok and qm.quality.applied[0].startswith("mixed_range: 'y' (op 'cat')")
     x = random_batches([1, 2, 4, 4], n=1, seed=5)[0]
-    q, f = qm.run(x)["y"][:, 2:], qm.run_float(x)["y"][:, 2:]
-    assert np.unique(q).size > 10  # int8 gave one code; int16 rounds to steps of 2**-5
-    assert np.max(np.abs(q - f)) < 0.03  # int8: every score rounded to one code (error up to ~0.9)
+    q, f = qm.run(x)["scores"], qm.run_float(x)["scores"]
+    assert np.unique(q).size > 20  # int8 with one shared exponent: one code for every score
+    step = 2.0 ** qm.plan.tensors["scores"].exponent
+    assert step == 2.0**-7 and np.max(np.abs(q - f)) <= step  # (the int8 input's rounding adds to it)
 
 
 def test_clipping_that_destroys_the_signal_is_flagged():
@@ -76,3 +79,11 @@ def test_clipping_that_destroys_the_signal_is_flagged():
     lost = int(finding.damage.split("; ")[1].split("%")[0])
     assert lost > 90 and finding.op in ("relu1", "conv1")
     assert finding.fix_args == {"layer_calib_algorithm": {"r1": "minmax"}}
+
+
+def test_split_concat_outputs_pass():
+    graph = espq.load(mixed_concat_model())
+    assert split_concat_outputs(graph, ["y"]) == {"y": ["boxes", "scores"]}
+    assert graph.outputs == ["boxes", "scores"] and not any(n.op_type == "Concat" for n in graph.nodes)
+    with pytest.raises(ConfigError, match="'boxes': it is not a graph output made by a Concat"):
+        split_concat_outputs(graph, ["boxes"])
