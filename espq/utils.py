@@ -1,11 +1,16 @@
-"""Small shared helpers: atomic file writes, the output-path rule."""
+"""Small shared helpers: atomic file writes, the output-path rule, a safe ``.npz`` writer."""
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from espq.errors import ConfigError
 
@@ -118,3 +123,40 @@ def require_regular_file(path: str | Path) -> Path:
     if not p.is_file():
         raise ConfigError(f"'{p}' is not a regular file (a FIFO, device or folder); give a .espdl file")
     return p
+
+
+def npz_member_name(name: str) -> str:
+    """``name`` as a safe ``.npz`` member: path separators, ``..`` and control characters become ``_``."""
+    safe = "".join("_" if c in "/\\:" or ord(c) < 32 else c for c in name)
+    safe = safe.replace("..", "__").strip(" .") or "_"
+    return safe
+
+
+def save_npz(path: str | Path, arrays: dict[str, Any]) -> tuple[Path, dict[str, str]]:
+    """Write ``arrays`` to an uncompressed ``.npz`` that ``np.load`` reads back by name, atomically.
+
+    Unlike ``np.savez(path, **arrays)``, names such as ``file`` or ``allow_pickle`` are stored as
+    members (they were swallowed as keyword arguments). Names are made safe with
+    :func:`npz_member_name` (numbered when two collide); ``.npz`` is appended when ``path`` lacks it.
+    Returns the path really written and ``{tensor name: member name}`` for the names that changed.
+    """
+    p = Path(path)
+    if p.suffix.lower() != ".npz":
+        p = p.with_name(p.name + ".npz")
+    renamed: dict[str, str] = {}
+    used: set[str] = set()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name, value in arrays.items():
+            member = base = npz_member_name(str(name))
+            i = 1
+            while member in used:
+                member, i = f"{base}_{i}", i + 1
+            used.add(member)
+            if member != name:
+                renamed[str(name)] = member
+            info = zipfile.ZipInfo(member + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w") as f:
+                np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
+    atomic_write_bytes(p, buf.getvalue())
+    return p, renamed
