@@ -57,7 +57,7 @@ def test_on_damage_error_raises():
         espq.quantize(mixed_concat_model(), random_batches([1, 2, 4, 4]), progress=False, on_damage="x")
 
 
-def test_on_damage_fix_splits_the_mixed_output_and_the_scores_come_alive():
+def test_on_damage_fix_splits_the_mixed_output_and_the_scores_come_alive(tmp_path):
     data = random_batches([1, 2, 4, 4])
     qm = espq.quantize(mixed_concat_model(), data, progress=False, on_damage="fix")
     assert qm.graph.outputs == ["boxes", "scores"]
@@ -68,6 +68,11 @@ def test_on_damage_fix_splits_the_mixed_output_and_the_scores_come_alive():
     assert np.unique(q).size > 20  # int8 with one shared exponent: one code for every score
     step = 2.0 ** qm.plan.tensors["scores"].exponent
     assert step == 2.0**-7 and np.max(np.abs(q - f)) <= step  # (the int8 input's rounding adds to it)
+    qm.export(tmp_path / "m.espdl")  # the exported file has both parts as outputs, bit-exact with fake-quant
+    chip = espq.run_espdl(tmp_path / "m.espdl", x[:1], target="esp32p4")
+    assert sorted(chip) == ["boxes", "scores"]
+    np.testing.assert_array_equal(chip["scores"], q[:1])
+    np.testing.assert_array_equal(chip["boxes"], qm.run(x[:1])["boxes"])
 
 
 def test_clipping_that_destroys_the_signal_is_flagged():
