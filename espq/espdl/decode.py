@@ -13,6 +13,24 @@ from espq.espdl import schema as S
 from espq.espdl.fbs import FbsBuffer, Table
 from espq.espdl.model import EspdlGraph, EspdlModel, EspdlNode, EspdlTensor, EspdlValueInfo
 
+#: Largest |exponent| a file may store. A value is code * 2^exponent; ESP-DL shifts by exponent
+#: differences in 32/64-bit integers, so beyond 64 no kernel computes anything meaningful (int16
+#: activations need |e| <= ~40 for any float32 range). Wider ones mean a corrupt or hostile file.
+MAX_ABS_EXPONENT = 64
+
+
+def _exponents(t: Table, slot: int, what: str) -> list[int]:
+    arr = t.array(slot, "exponents", "<i8")
+    exps = [] if arr is None else [int(e) for e in arr]
+    bad = [e for e in exps if abs(e) > MAX_ABS_EXPONENT]
+    if bad:
+        raise t.buf.error(
+            t.pos,
+            f"{what} has exponent {bad[0]}, outside [-{MAX_ABS_EXPONENT}, {MAX_ABS_EXPONENT}]; "
+            "the file is corrupt (re-export it)",
+        )
+    return exps
+
 
 def _reject(t: Table, slot: int, name: str) -> None:
     if t.has(slot):
@@ -33,13 +51,13 @@ def decode_tensor(t: Table) -> EspdlTensor:
     dims = [] if dims_arr is None else [int(d) for d in dims_arr]
     if any(d < 0 for d in dims):
         raise t.buf.error(t.pos, f"tensor '{name}' has negative dims {dims}")
-    exps = t.array(T.EXPONENTS, "exponents", "<i8")
+    exps = _exponents(t, T.EXPONENTS, f"tensor '{name}'")
     tensor = EspdlTensor(
         name=name,
         dims=dims,
         data_type=t.i32(T.DATA_TYPE),
         raw=b"",
-        exponents=[] if exps is None else [int(e) for e in exps],
+        exponents=exps,
         doc_string=t.string(T.DOC_STRING, "doc_string") or "",
     )
     raw = t.bytes_(T.RAW_DATA, "raw_data", 16)
@@ -73,12 +91,11 @@ def decode_tensor(t: Table) -> EspdlTensor:
 def _decode_value_info(t: Table) -> EspdlValueInfo:
     V = S.ValueInfo
     name = t.string(V.NAME, "name") or ""
-    exps = t.array(V.EXPONENTS, "exponents", "<i8")
     vi = EspdlValueInfo(
         name=name,
         elem_type=0,
         shape=None,
-        exponents=[] if exps is None else [int(e) for e in exps],
+        exponents=_exponents(t, V.EXPONENTS, f"value_info '{name}'"),
         doc_string=t.string(V.DOC_STRING, "doc_string") or "",
     )
     ti = t.table(V.VALUE_INFO_TYPE, "value_info_type")
@@ -99,7 +116,10 @@ def _decode_value_info(t: Table) -> EspdlValueInfo:
             dv = dim.table(S.Dimension.VALUE, "value")
             kind = S.DimensionValueType.UNKNOWN if dv is None else dv.i8(S.DimensionValue.DIM_TYPE)
             if kind == S.DimensionValueType.VALUE:
-                vi.shape.append(dv.i64(S.DimensionValue.DIM_VALUE))
+                size = dv.i64(S.DimensionValue.DIM_VALUE)
+                if size < 0:
+                    raise dv.buf.error(dv.pos, f"value_info '{name}' has negative dim {size}")
+                vi.shape.append(size)
             elif kind == S.DimensionValueType.PARAM:
                 vi.shape.append(dv.string(S.DimensionValue.DIM_PARAM, "dim_param") or "")
             elif kind == S.DimensionValueType.UNKNOWN:

@@ -120,6 +120,11 @@ class IntegerRunner:
             return QTensor(np.ascontiguousarray(x), vi.exponent)
         if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
             raise InputDataError(f"{self.source}: input '{name}' must be numeric, got dtype {x.dtype}")
+        if np.issubdtype(x.dtype, np.inexact) and not np.isfinite(x).all():
+            raise InputDataError(
+                f"{self.source}: input '{name}' holds {int((~np.isfinite(x)).sum())} NaN/Inf value(s); "
+                "the chip would quantize them to arbitrary codes, so pass finite values"
+            )
         want = self.original_shape(name)
         if want is not None and tuple(x.shape) != want:
             raise InputDataError(
