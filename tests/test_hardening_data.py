@@ -1,6 +1,9 @@
-"""Hostile `.espdl` files and inputs: absurd exponents rejected on load, NaN inputs rejected by name."""
+"""Hostile `.espdl` files and inputs: absurd exponents, devices/FIFOs/oversized files rejected on load,
+NaN inputs rejected by name."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -8,7 +11,7 @@ import torch
 
 import espq
 from espq.errors import EspdlFormatError, InputDataError
-from espq.espdl import read, write
+from espq.espdl import max_espdl_bytes, read, write
 from espq.espdl.inspect import inspect_cli
 from espq.frontends import export_torch
 from espq.sim.integer.check import run_cli
@@ -77,3 +80,30 @@ def test_non_finite_input_rejected_by_name(exported, bad):
     with pytest.raises(InputDataError, match=f"input '{name}' holds 1 NaN/Inf value"):
         run_espdl(out, x)
     assert run_espdl(out, np.zeros((1, 3, 8, 8), np.float32))  # finite values still run
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder"])
+def test_non_regular_file_refused_without_reading(tmp_path, capsys, kind):
+    path = {"device": "/dev/zero", "folder": str(tmp_path)}.get(kind)
+    if kind == "fifo":
+        path = str(tmp_path / "pipe.espdl")
+        os.mkfifo(path)  # opening it would block until a writer appears
+    with pytest.raises(EspdlFormatError, match="is not a regular file"):
+        read(path)
+    assert inspect_cli(path) == 2
+    assert "is not a regular file" in capsys.readouterr().err
+
+
+def test_file_over_size_limit_refused(exported, monkeypatch):
+    _, out = exported
+    size = out.stat().st_size
+    monkeypatch.setenv("ESPQ_MAX_ESPDL_BYTES", str(size - 1))
+    with pytest.raises(EspdlFormatError, match=f"larger than {size - 1} bytes.*ESPQ_MAX_ESPDL_BYTES"):
+        read(out)
+    monkeypatch.setenv("ESPQ_MAX_ESPDL_BYTES", str(size))
+    assert read(out).graph.inputs
+    monkeypatch.setenv("ESPQ_MAX_ESPDL_BYTES", "lots")
+    with pytest.raises(EspdlFormatError, match="must be a positive number of bytes"):
+        read(out)
+    monkeypatch.delenv("ESPQ_MAX_ESPDL_BYTES")
+    assert max_espdl_bytes() == 2 << 30

@@ -15,6 +15,7 @@ Public API::
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -29,14 +30,46 @@ from espq.espdl.validate import validate as validate  # re-exported
 Source = str | os.PathLike | bytes | bytearray | memoryview
 
 
+#: Largest `.espdl` file read (bytes); env ``ESPQ_MAX_ESPDL_BYTES`` overrides it. Real models are
+#: at most tens of MB (ESP32-P4 flash is 16-32 MB); the cap stops ``/dev/zero``-like reads.
+MAX_ESPDL_BYTES = 2 << 30
+
+
+def max_espdl_bytes() -> int:
+    """The read limit: ``ESPQ_MAX_ESPDL_BYTES`` when set (a positive integer), else MAX_ESPDL_BYTES."""
+    raw = os.environ.get("ESPQ_MAX_ESPDL_BYTES")
+    if raw is None:
+        return MAX_ESPDL_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise EspdlFormatError(f"ESPQ_MAX_ESPDL_BYTES={raw!r} must be a positive number of bytes")
+    return value
+
+
 def _load(source: Source) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), "<bytes>"
     path = Path(source)
+    limit = max_espdl_bytes()
     try:
-        return path.read_bytes(), str(path)
+        # stat before open: opening a FIFO blocks until a writer appears
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise EspdlFormatError(
+                f"'{path}' is not a regular file (a device, FIFO or folder); give a .espdl file"
+            )
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
     except OSError as exc:
         raise EspdlFormatError(f"cannot read .espdl file '{path}': {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise EspdlFormatError(
+            f"'{path}' is larger than {limit} bytes, more than any ESP-DL model; "
+            "set ESPQ_MAX_ESPDL_BYTES to read it anyway"
+        )
+    return data, str(path)
 
 
 def _decode_edl(data: bytes, source: str, key: bytes | None, base: int = 0) -> EspdlModel:
