@@ -13,6 +13,7 @@ import espq
 from espq.errors import EspdlFormatError, InputDataError
 from espq.espdl import max_espdl_bytes, read, write
 from espq.espdl.inspect import inspect_cli
+from espq.espdl.validate import violations
 from espq.frontends import export_torch
 from espq.sim.integer.check import run_cli
 from espq.sim.integer.runner import run_espdl
@@ -107,3 +108,12 @@ def test_file_over_size_limit_refused(exported, monkeypatch):
         read(out)
     monkeypatch.delenv("ESPQ_MAX_ESPDL_BYTES")
     assert max_espdl_bytes() == 2 << 30
+
+
+@pytest.mark.parametrize("edit", [_set_input_exponent, _set_weight_exponent])
+def test_validator_reports_absurd_exponent_in_memory(exported, edit):
+    model = read(exported[1])
+    assert violations(model) == []
+    edit(model)
+    found = [m for m in violations(model) if "outside [-64, 64]" in m]
+    assert len(found) >= 1 and ("exponent 1000000000000000" in found[0] or "8400000000000000000" in found[0])

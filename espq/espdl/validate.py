@@ -27,6 +27,7 @@ import os
 from collections import Counter, defaultdict
 
 from espq.errors import ValidationError
+from espq.espdl.decode import MAX_ABS_EXPONENT
 from espq.espdl.model import EspdlGraph, EspdlModel, EspdlNode, EspdlTensor, EspdlValueInfo
 from espq.espdl.schema import TensorDataType as DT
 from espq.targets import EQUAL_EXPONENT_OPS, NONNEGATIVE_SHIFT_OPS, OP_TABLE, ExponentRule, Target, get_target
@@ -433,6 +434,19 @@ class _Checker:
                     "activations carry exactly one (§2.1)"
                 )
 
+    def exponent_ranges(self) -> None:
+        g = self.g
+        tensors = [("activation", v.name, v.exponents) for v in (*g.inputs, *g.outputs, *g.value_info)]
+        for kind, group in (("initializer", g.initializers), ("test", {**g.test_inputs, **g.test_outputs})):
+            tensors += [(kind, name, t.exponents) for name, t in group.items()]
+        for kind, name, exps in tensors:
+            bad = [e for e in exps if abs(e) > MAX_ABS_EXPONENT]
+            if bad:
+                self.add(
+                    f"{kind} '{name}' has exponent {bad[0]}, outside [-{MAX_ABS_EXPONENT}, "
+                    f"{MAX_ABS_EXPONENT}]; the reader rejects such files (check the calibration data)"
+                )
+
     def test_values(self) -> None:
         g = self.g
         if not g.test_inputs and not g.test_outputs:
@@ -483,6 +497,7 @@ class _Checker:
             self.node_rules(node)
         self.initializers()
         self.activations()
+        self.exponent_ranges()
         self.test_values()
         return self.out
 
