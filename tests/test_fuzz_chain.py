@@ -96,3 +96,12 @@ def test_replay_regression(path: Path):
     if res.status != "ok" and meta.get("xfail"):
         pytest.xfail(meta["xfail"])
     assert res.status in ("ok", "rejected"), res.detail
+
+
+def test_extended_specs_build_valid_onnx():
+    import onnx
+
+    for seed in range(40):
+        model, ops = build(random_spec(seed, extended=True))
+        onnx.checker.check_model(model, full_check=True)
+        assert len(ops) == len(model.graph.node)

@@ -44,7 +44,20 @@ OPS_4D = (
     "Flatten",
 )
 OPS_2D = ("Gemm", "MatMul", "Add", "Mul", "Relu", "Sigmoid", "Clip")
-ALL_OPS = tuple(dict.fromkeys(OPS_4D + OPS_2D))
+# a wider set (``extended=True``): activations, Neg, PRelu, Pad, reductions
+EXTRA_OPS = (
+    "LeakyRelu",
+    "PRelu",
+    "Tanh",
+    "HardSigmoid",
+    "HardSwish",
+    "Elu",
+    "Neg",
+    "Pad",
+    "ReduceMean",
+    "ReduceMax",
+)
+ALL_OPS = tuple(dict.fromkeys(OPS_4D + OPS_2D + EXTRA_OPS))
 TARGETS = ("esp32p4", "esp32s3", "c")
 BITS = (8, 16)
 
@@ -85,14 +98,14 @@ class FuzzResult:
     spec: dict = field(default_factory=dict)
 
 
-def random_spec(seed: int, min_nodes: int = 2, max_nodes: int = 6) -> GraphSpec:
-    """A random :class:`GraphSpec` for ``seed`` (same seed → same spec)."""
+def random_spec(seed: int, min_nodes: int = 2, max_nodes: int = 6, extended: bool = False) -> GraphSpec:
+    """A random :class:`GraphSpec` for ``seed`` (same seed → same spec); ``extended`` adds EXTRA_OPS."""
     rng = random.Random(seed)
     shape = [1, rng.randint(1, 6), rng.randint(2, 8), rng.randint(2, 8)]
     n = rng.randint(min_nodes, max_nodes)
     steps, flat = [], False
     for _ in range(n):
-        op = rng.choice(OPS_2D if flat else OPS_4D)
+        op = rng.choice((OPS_2D if flat else OPS_4D) + (EXTRA_OPS if extended else ()))
         flat = flat or op == "Flatten"
         steps.append((op, rng.randrange(1 << 30)))
     return GraphSpec(shape, steps)
@@ -108,7 +121,7 @@ class _Builder:
 
     def const(self, arr: np.ndarray) -> str:
         name = f"c{len(self.inits)}"
-        self.inits[name] = np.asarray(arr, np.float32)
+        self.inits[name] = np.asarray(arr, np.float32)  # callers may replace it (int64 pads/axes)
         return name
 
     def add(self, op: str, inputs: list[str], shape: list[int], label: str | None = None, **attrs) -> None:
@@ -168,8 +181,26 @@ def _step(b: _Builder, op: str, seed: int) -> None:
             other = b.const(nrng.standard_normal(bshape) * scale + (1.0 if op == "Mul" else 0.0))
         ins = [cur, other] if rng.random() < 0.7 else [other, cur]
         b.add(op, ins, s)
-    elif op in ("Relu", "Sigmoid"):
+    elif op in ("Relu", "Sigmoid", "Tanh", "HardSwish", "Neg"):
         b.add(op, [cur], s)
+    elif op in ("LeakyRelu", "Elu"):
+        b.add(op, [cur], s, alpha=rng.choice([0.01, 0.1, 0.2, 1.0]))
+    elif op == "HardSigmoid":
+        b.add(op, [cur], s, alpha=rng.choice([0.2, 1 / 6]), beta=0.5)
+    elif op == "PRelu":
+        slope = [1] * len(s)
+        slope[1] = s[1]
+        b.add(op, [cur, b.const(nrng.uniform(-0.5, 0.5, slope[1:]))], s)
+    elif op == "Pad" and four:
+        p = [0, 0, rng.randint(0, 2), rng.randint(0, 2), 0, 0, rng.randint(0, 2), rng.randint(0, 2)]
+        pads = b.const(np.asarray(p, np.float32))
+        b.inits[pads] = np.asarray(p, np.int64)
+        b.add(op, [cur, pads], [1, s[1], s[2] + p[2] + p[6], s[3] + p[3] + p[7]])
+    elif op in ("ReduceMean", "ReduceMax") and four:
+        axes = rng.choice([[2, 3], [1], [3]])
+        axes_t = b.const(np.zeros(len(axes)))
+        b.inits[axes_t] = np.asarray(axes, np.int64)
+        b.add(op, [cur, axes_t], [1 if i in axes else d for i, d in enumerate(s)], keepdims=1)
     elif op == "Clip":
         lo, hi = rng.choice([(0.0, 6.0), (-1.0, 1.0), (0.0, 1.0)])
         b.add(op, [cur, b.const(np.float32(lo)), b.const(np.float32(hi))], s)
@@ -248,6 +279,9 @@ def run_case(
     except Exception as exc:  # noqa: BLE001
         res.status, res.detail = "error", f"export/run: {type(exc).__name__}: {exc}"[:300]
         return res
+    if ours.shape != chip.shape:
+        res.status, res.detail = "mismatch", f"output shape: run {ours.shape} vs espdl {chip.shape}"
+        return res
     if np.isnan(ours).any() or np.isnan(chip).any():
         res.status, res.detail = "mismatch", "NaN in output"
         return res
@@ -309,14 +343,18 @@ def save_regression(directory: str | Path, result: FuzzResult, spec: GraphSpec) 
 
 
 def fuzz(
-    n: int, seed0: int = 0, targets: tuple[str, ...] = TARGETS, bits: tuple[int, ...] = BITS
+    n: int,
+    seed0: int = 0,
+    targets: tuple[str, ...] = TARGETS,
+    bits: tuple[int, ...] = BITS,
+    extended: bool = False,
 ) -> list[FuzzResult]:
     """``n`` graphs (seeds ``seed0 .. seed0+n-1``); graph ``i`` on target/width ``i mod 6``."""
     combos = [(t, b) for t in targets for b in bits]
     out = []
     for i in range(seed0, seed0 + n):
         t, b = combos[i % len(combos)]
-        out.append(run_case(random_spec(i), t, b, seed=i))
+        out.append(run_case(random_spec(i, extended=extended), t, b, seed=i))
     return out
 
 
