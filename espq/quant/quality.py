@@ -28,7 +28,7 @@ import torch
 
 from espq.errors import ConfigError, EspqError
 
-GATE_SAMPLES = 8  #: samples of the calibration data the output checks run on
+GATE_SAMPLES = 4  #: the last kept calibration samples the output checks run on (keeps the gate cheap)
 CHANNEL_NSR = 0.5  #: a channel whose noise-to-signal ratio reaches this lost most of its signal
 CLIP_FRACTION = 0.01  #: fraction of an output's values beyond its representable range that is flagged
 CLIP_ENERGY = 0.5  #: fraction of an activation's signal energy removed by clipping that is flagged

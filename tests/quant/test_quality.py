@@ -28,8 +28,8 @@ def mixed_concat_model():
 
 def test_clean_model_has_no_findings():
     qm = espq.quantize(conv_relu_add_model(), random_batches([1, 3, 8, 8]), progress=False)
-    assert qm.quality.ok and qm.quality.samples == 8
-    assert qm.quality.to_dict() == {"samples": 8, "findings": [], "applied": []}
+    assert qm.quality.ok and qm.quality.samples == 4
+    assert qm.quality.to_dict() == {"samples": 4, "findings": [], "applied": []}
 
 
 def test_mixed_range_concat_output_warns_with_op_and_fix():
