@@ -12,7 +12,7 @@ from espq.errors import ValidationError
 
 class _ZeroOverZero(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(-x) / torch.relu(x)
+        return torch.relu(x - 1.0) / torch.relu(x)
 
 
 def test_nan_test_value_raises_naming_tensor(tmp_path):
@@ -21,14 +21,14 @@ def test_nan_test_value_raises_naming_tensor(tmp_path):
     qm = espq.quantize(_ZeroOverZero().eval(), calib, target="esp32p4", input_shape=[1, 4, 8], progress=False)
     x = np.zeros((1, 4, 8), np.float32)
     x[0, 0, :4] = 1.0  # 4 elements 0/1 = 0, the other 28 are 0/0
-    assert int(np.isnan(next(iter(qm.run(x).values()))).sum()) == 28
+    nan = int(np.isnan(next(iter(qm.run(x).values()))).sum())
+    assert nan == 28
     out = tmp_path / "m.espdl"
     with pytest.raises(
-        ValidationError, match=r"tensor '.+' \(output of node '/Div' \(Div\)\) has 28 NaN and 0 Inf of 32"
+        ValidationError, match=rf"tensor '.+' \(output of node '/Div' \(Div\)\) has {nan} NaN and 0 Inf of 32"
     ):
         qm.export(out, test_inputs=x)
     assert not out.exists()
-    x[0, 0, :] = 1.0
-    x[0, 1:, :] = 2.0
+    x[:] = 2.0
     qm.export(out, test_inputs=x)  # finite values export fine
     assert out.exists()
