@@ -67,6 +67,24 @@ def _calibration(
 
 CALIB_HELP = "Calibration data: an image folder, a .npy (samples on axis 0) or a .npz (one array per input)."
 SIZE_HELP = "Image height and width for image folders, e.g. --size 224 224."
+ENCRYPT_HELP = "AES-encrypt the .espdl; a new key goes to <stem>.key and <stem>_key.h (mode 0600)."
+KEY_FILE_HELP = "AES key file of an encrypted .espdl (the <stem>.key written at export)."
+MODEL_HELP = "The model of a package to use (its name, e.g. foo.espdl, or index)."
+
+
+def _export_key(encrypt: bool, key_file: Path | None) -> bytes | str | None:
+    """``--encrypt [--key-file F]`` as ``export(key=...)``."""
+    from espq.errors import ConfigError
+
+    if key_file is not None and not encrypt:
+        raise ConfigError("--key-file needs --encrypt (to encrypt the export with that key)")
+    return None if not encrypt else "auto" if key_file is None else _read_key(key_file)
+
+
+def _read_key(key_file: Path | None) -> bytes | None:
+    from espq.espdl.encrypt import read_key_file
+
+    return None if key_file is None else read_key_file(key_file)
 
 
 @app.command()
@@ -107,6 +125,8 @@ def quantize(
     out: Path = typer.Option(
         None, "--out", help="Output .espdl (default: <model stem>_<target>_s<bits>.espdl)."
     ),
+    encrypt: bool = typer.Option(False, "--encrypt", help=ENCRYPT_HELP),
+    key_file: Path = typer.Option(None, "--key-file", help="With --encrypt: use this key (hex or 16 bytes)."),
 ) -> None:
     """Quantize MODEL for a chip and write .espdl + .info + .json.
 
@@ -141,8 +161,11 @@ def quantize(
             input_shape=_shape(input_shape),
         )
     path = out or Path(f"{Path(model).stem}_{target}_s{bits}.espdl")
-    qm.export(path, export_test_values=test_values)
+    qm.export(path, export_test_values=test_values, key=_export_key(encrypt, key_file))
     typer.echo(f"wrote {path}, {path.with_suffix('.info')}, {path.with_suffix('.json')}")
+    if encrypt and key_file is None:
+        stem = path.with_suffix("")
+        typer.echo(f"wrote the AES key to {stem}.key and {stem}_key.h (keep them secret)")
     if report_html is not None:
         report = qm.analyse(data, steps=min(8, len(data)))
         report.print()
@@ -178,11 +201,27 @@ def check(
 def inspect(
     file: Path = typer.Argument(..., help=".espdl file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    key_file: Path = typer.Option(None, "--key-file", help=KEY_FILE_HELP),
+    model: str = typer.Option(None, "--model", help=MODEL_HELP),
 ) -> None:
     """Summarise a .espdl file: target, nodes, exponents, parameter bytes, memory, test values.
+    A package (PDL1/2/3) lists its models; --model NAME inspects one.
 
-    Example: espq inspect model.espdl --json
+    Example: espq inspect model.espdl --json    |    espq inspect models.espdl --model foo.espdl
     """
+    from espq.espdl.pack import format_package_summary, load_model, package_summary
+
+    summary = package_summary(file) if model is None else None
+    if summary is not None:
+        typer.echo(json.dumps(summary, indent=2) if as_json else format_package_summary(summary, str(file)))
+        return
+    if key_file is not None or model is not None:
+        from espq.espdl.inspect import format_inspect, inspect_model
+
+        d = inspect_model(load_model(file, _read_key(key_file), model))
+        d["file"] = str(file) if model is None else f"{file} [model '{model}']"
+        typer.echo(json.dumps(d, indent=2) if as_json else format_inspect(d))
+        return
     from espq.espdl.inspect import inspect_cli
 
     raise typer.Exit(inspect_cli(str(file), as_json))
@@ -208,15 +247,22 @@ def run(
     output: Path = typer.Option(None, "--output", help="Write outputs to this .npz."),
     target: str = typer.Option(None, "--target", help="Needed when the file names no target."),
     check: bool = typer.Option(False, "--check", help="Run the embedded test values and compare."),
+    key_file: Path = typer.Option(None, "--key-file", help=KEY_FILE_HELP),
+    model: str = typer.Option(None, "--model", help=MODEL_HELP),
 ) -> None:
-    """Run a .espdl bit-exactly as ESP-DL does on the chip.
+    """Run a .espdl bit-exactly as ESP-DL does on the chip (one model of a package with --model).
 
     Example: espq run model.espdl --check    |    espq run model.espdl --input x.npy --output y.npz
     """
+    from espq.espdl.pack import load_model, package_summary
     from espq.sim.integer.check import run_cli
 
+    loaded = None
+    if key_file is not None or model is not None or package_summary(file) is not None:
+        loaded = load_model(file, _read_key(key_file), model)
+
     raise typer.Exit(
-        run_cli(str(file), list(input or []), None if output is None else str(output), target, check)
+        run_cli(str(file), list(input or []), None if output is None else str(output), target, check, loaded)
     )
 
 
@@ -252,6 +298,24 @@ def analyse(
         report.to_html(html)
     if json_out is not None:
         report.to_json(json_out)
+
+
+@app.command()
+@_handle_errors
+def pack(
+    files: list[Path] = typer.Argument(..., help=".espdl files (or packages) to pack, in order."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output package, e.g. models.espdl."),
+    fmt: str = typer.Option("pdl3", "--format", help="pdl3 (default; EDL2 models), pdl2, or pdl1 (EDL1)."),
+    version: str = typer.Option("v1.0", "--package-version", help="PDL3 package version (<= 15 chars)."),
+) -> None:
+    """Pack .espdl models into one package, as ESP-DL's pack_espdl_models.py does (names = file names).
+
+    Example: espq pack a.espdl b.espdl -o models.espdl --format pdl3
+    """
+    from espq.espdl.pack import pack as pack_files
+
+    pack_files(files, out, fmt, version)
+    typer.echo(f"wrote {out} ({len(files)} input file(s))")
 
 
 @app.command()

@@ -6,6 +6,7 @@ The known-answer test decrypts with `cryptography` directly (counter block 0x10.
 
 from __future__ import annotations
 
+import json
 import stat
 import struct
 from pathlib import Path
@@ -103,3 +104,55 @@ def test_api_encrypt_data(tmp_path: Path) -> None:
     key = bytes.fromhex((tmp_path / "api.key").read_text())
     assert struct.unpack_from("<I", out.read_bytes(), 4)[0] == 1
     assert len(espdl.read(out, key=key).graph.nodes) >= 1
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from espq.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_inspect_and_run_with_key_file(qm: QuantizedModel, tmp_path: Path) -> None:
+    out = tmp_path / "c.espdl"
+    qm.export(out, export_test_values=True, key="auto")
+    key_file = tmp_path / "c.key"
+    r = _cli("inspect", out, "--key-file", key_file, "--json")
+    assert r.exit_code == 0, r.output
+    nodes = [n["name"] for n in json.loads(r.output)["nodes"]]
+    assert nodes == [n.name for n in espdl.read(out, key=bytes.fromhex(key_file.read_text())).graph.nodes]
+    assert len(nodes) == 4
+    r = _cli("run", out, "--check", "--key-file", key_file)
+    assert r.exit_code == 0, r.output
+    assert "FAIL" not in r.output.upper()
+    bad = tmp_path / "bad.key"
+    bad.write_text("00" * 16)
+    r = _cli("inspect", out, "--key-file", bad)
+    assert r.exit_code == 2 and "wrong key or corrupt file" in r.output
+    r = _cli("run", out, "--check")
+    assert r.exit_code == 2 and "AES-encrypted" in r.output
+
+
+def test_cli_quantize_encrypt(tmp_path: Path) -> None:
+    from espq.frontends import export_torch
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+    onnx_path = tmp_path / "tiny.onnx"
+    onnx_path.write_bytes(export_torch(m, input_shape=[1, 3, 6, 6]).SerializeToString())
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(0).standard_normal((8, 3, 6, 6)).astype(np.float32))
+    out = tmp_path / "q.espdl"
+    args = ("quantize", onnx_path, "--calib", calib, "--steps", "1", "--batch-size", "8", "--out", out)
+    r = _cli(*args, "--encrypt")
+    assert r.exit_code == 0, r.output
+    key_hex = (tmp_path / "q.key").read_text().strip()
+    assert key_hex not in r.output  # the key is never printed
+    assert struct.unpack_from("<I", out.read_bytes(), 4)[0] == 1
+    (tmp_path / "mine.key").write_text(KEY.hex())
+    out2 = tmp_path / "q2.espdl"
+    r = _cli(*args[:-1], out2, "--encrypt", "--key-file", tmp_path / "mine.key")
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "q2.key").exists()
+    assert _decrypt(out2.read_bytes()[16:], KEY) == espdl.write_bytes(espdl.read(out2, key=KEY))[16:]

@@ -139,24 +139,32 @@ def _load_inputs(specs: list[str], runner: IntegerRunner) -> dict[str, np.ndarra
     return feeds
 
 
-def run_cli(path: str, inputs: list[str], output: str | None, target: str | None, check: bool) -> int:
+def run_cli(
+    path: str,
+    inputs: list[str],
+    output: str | None,
+    target: str | None,
+    check: bool,
+    model: EspdlModel | None = None,
+) -> int:
     """``espq run``: 0 = ran / all test values match, 1 = mismatch, 2 = usage or file error.
 
     ``inputs``: ``x.npy`` (graph inputs in order) or ``name=x.npy``; float values in the ONNX layout.
     ``output``: ``.npz`` path for the dequantised outputs. ``check``: compare the embedded test values
-    (used when no inputs are given, too).
+    (used when no inputs are given, too). ``model``: the already-read model of ``path`` (an
+    encrypted file or one model of a package).
     """
     try:
         if not Path(path).is_file():
             raise ConfigError(f"no such file: '{path}'")
         if check or not inputs:
-            report = check_test_values(path, target)
+            report = check_test_values(path if model is None else model, target)
             print(report.format())
             if not inputs:
                 return 0 if report.ok else 1
             if not report.ok:
                 return 1
-        runner = IntegerRunner(path, target)
+        runner = IntegerRunner(path if model is None else model, target)
         result = runner.run(_load_inputs(inputs, runner))
         for name, arr in result.items():
             print(f"{name}: shape {list(arr.shape)} dtype {arr.dtype} min {arr.min():g} max {arr.max():g}")
