@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import espq
-from espq.errors import EspdlFormatError, InputDataError
+from espq.errors import EspdlFormatError, InputDataError, ValidationError
 from espq.espdl import max_espdl_bytes, read, write
 from espq.espdl.inspect import inspect_cli
 from espq.espdl.validate import violations
@@ -117,3 +117,15 @@ def test_validator_reports_absurd_exponent_in_memory(exported, edit):
     edit(model)
     found = [m for m in violations(model) if "outside [-64, 64]" in m]
     assert len(found) >= 1 and ("exponent 1000000000000000" in found[0] or "8400000000000000000" in found[0])
+
+
+def test_calibration_data_times_1e30_fails_export_naming_the_input(exported, tmp_path):
+    onnx_path = exported[0] / "tiny.onnx"
+    x = (np.random.default_rng(0).standard_normal((4, 3, 8, 8)) * 1e30).astype(np.float32)
+    qm = espq.quantize(str(onnx_path), [x], target="esp32p4", calib_steps=1)
+    out = tmp_path / "huge.espdl"
+    with pytest.raises(ValidationError) as info:
+        qm.export(out)
+    msg = str(info.value)
+    assert msg.count("activation 'input' has exponent 95, outside [-64, 64]") == 1, msg
+    assert "calibration data's scale" in msg and not out.exists()

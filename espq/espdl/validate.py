@@ -439,13 +439,16 @@ class _Checker:
         tensors = [("activation", v.name, v.exponents) for v in (*g.inputs, *g.outputs, *g.value_info)]
         for kind, group in (("initializer", g.initializers), ("test", {**g.test_inputs, **g.test_outputs})):
             tensors += [(kind, name, t.exponents) for name, t in group.items()]
+        found = {}  # a graph input/output may also be listed in value_info: report it once
         for kind, name, exps in tensors:
             bad = [e for e in exps if abs(e) > MAX_ABS_EXPONENT]
             if bad:
-                self.add(
-                    f"{kind} '{name}' has exponent {bad[0]}, outside [-{MAX_ABS_EXPONENT}, "
-                    f"{MAX_ABS_EXPONENT}]; the reader rejects such files (check the calibration data)"
-                )
+                found.setdefault((kind, name), bad[0])
+        for (kind, name), e in found.items():
+            self.add(
+                f"{kind} '{name}' has exponent {e}, outside [-{MAX_ABS_EXPONENT}, {MAX_ABS_EXPONENT}]; "
+                "the reader rejects such files (check the calibration data's scale)"
+            )
 
     def test_values(self) -> None:
         g = self.g
