@@ -9,7 +9,9 @@ from __future__ import annotations
 from espq.ir.ops import REDUCE_OPS
 
 #: Ops whose outputs keep input 0's spec: pure data movement (esp_dl_facts §4.10) or max/min picks
-#: (MaxPool, ReduceMax/Min need equal exponents, §3.2). ESP-PPQ's PASSIVE_OPERATIONS (§2.3) + ESP-DL movers.
+#: (MaxPool, ReduceMax/Min need equal exponents, §3.2). ESP-PPQ's PASSIVE_OPERATIONS (§2.3) + ESP-DL movers,
+#: plus every other op the op table marks as not rescaling (``EQUAL_EXPONENT_OPS``: Neg, PRelu) and
+#: that is not aligned to its output (``ALIGN_TO_OUTPUT``).
 PASSIVE_OPS = frozenset(
     {
         "MaxPool",
@@ -32,8 +34,14 @@ PASSIVE_OPS = frozenset(
         "SpaceToDepth",
         "StreamingCache",
         "InsertZeros",
+        "Neg",
+        "PRelu",
     }
 )
+
+#: Passive ops that compute new values (padding, negation, a slope) rather than move them: their
+#: outputs are still rounded and saturated (Neg(−128) = 127, PRelu's floored negative side).
+PASSIVE_VALUE_OPS = frozenset({"Pad", "InsertZeros", "Neg", "PRelu"})
 
 #: Ops whose activation inputs must carry the output's exponent (the kernel does no rescaling):
 #: Add/Sub (§4.4), Concat (§4.10); Resize is aligned the same way by ESP-PPQ ('Align to Output').

@@ -122,7 +122,7 @@ class FakeQuantSim:
                 spec = self.plan.tensors.get(name)
                 if spec is None:
                     continue
-                if node.op_type in rules.PASSIVE_OPS and node.op_type not in ("Pad", "InsertZeros"):
+                if node.op_type in rules.PASSIVE_OPS and node.op_type not in rules.PASSIVE_VALUE_OPS:
                     src = self.plan.input_spec(node.name, 0, node.inputs[0])
                     if src is not None and (src.bits, src.exponent) == (spec.bits, spec.exponent):
                         continue

@@ -85,9 +85,10 @@ _SPECS: list[OpSpec] = [
             "Swish",
             "Elu",
             "Exp",
-            "Neg",
         )
     ),
+    # ``dl_module_neg.hpp`` negates the raw integers (−128 → 127) and never rescales: e_out = e_in
+    _spec("Neg", _ALL, exponent_rule=EQ),
     _spec("Clip", _ALL, param_inputs=(1, 2)),
     # the non-LUT (int16) PRelu kernel copies positive values unchanged: e_out must equal e_in (§4.6)
     _spec("PRelu", _ALL, exponent_rule=EQ, param_inputs=(1,)),
