@@ -67,6 +67,7 @@ def _calibration(
 
 CALIB_HELP = "Calibration data: an image folder, a .npy (samples on axis 0) or a .npz (one array per input)."
 SIZE_HELP = "Image height and width for image folders, e.g. --size 224 224."
+FORCE_HELP = "Replace existing output files espq did not write (never an input file)."
 ENCRYPT_HELP = "AES-encrypt the .espdl; a new key goes to <stem>.key and <stem>_key.h (mode 0600)."
 KEY_FILE_HELP = "AES key file of an encrypted .espdl (the <stem>.key written at export)."
 MODEL_HELP = "The model of a package to use (its name, e.g. foo.espdl, or index)."
@@ -125,6 +126,7 @@ def quantize(
     out: Path = typer.Option(
         None, "--out", help="Output .espdl (default: <model stem>_<target>_s<bits>.espdl)."
     ),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     encrypt: bool = typer.Option(False, "--encrypt", help=ENCRYPT_HELP),
     key_file: Path = typer.Option(None, "--key-file", help="With --encrypt: use this key (hex or 16 bytes)."),
 ) -> None:
@@ -134,7 +136,12 @@ def quantize(
     --std 0.229 0.224 0.225 --target esp32s3
     """
     import espq
+    from espq.quant.model import export_outputs
+    from espq.utils import check_outputs
 
+    path = out or Path(f"{Path(model).stem}_{target}_s{bits}.espdl")
+    outputs = export_outputs(path) + ([report_html] if report_html is not None else [])
+    check_outputs(outputs, [model, calib], force)
     data = _calibration(calib, batch_size, _shape(size), mean, std, scale, None)
     setting = espq.QuantSetting(precision={n: 16 for n in int16 or []}, recipe=recipe)
     if equalize:
@@ -160,8 +167,8 @@ def quantize(
             setting=setting,
             input_shape=_shape(input_shape),
         )
-    path = out or Path(f"{Path(model).stem}_{target}_s{bits}.espdl")
-    qm.export(path, export_test_values=test_values, key=_export_key(encrypt, key_file))
+    qm.source_files = [model, calib]
+    qm.export(path, export_test_values=test_values, overwrite=force, key=_export_key(encrypt, key_file))
     typer.echo(f"wrote {path}, {path.with_suffix('.info')}, {path.with_suffix('.json')}")
     if encrypt and key_file is None:
         stem = path.with_suffix("")
@@ -223,8 +230,9 @@ def inspect(
         typer.echo(json.dumps(d, indent=2) if as_json else format_inspect(d))
         return
     from espq.espdl.inspect import inspect_cli
+    from espq.utils import require_regular_file
 
-    raise typer.Exit(inspect_cli(str(file), as_json))
+    raise typer.Exit(inspect_cli(str(require_regular_file(file)), as_json))
 
 
 @app.command()
@@ -235,8 +243,9 @@ def diff(a: Path = typer.Argument(...), b: Path = typer.Argument(...)) -> None:
     Example: espq diff ours.espdl reference.espdl
     """
     from espq.espdl.inspect import diff_cli
+    from espq.utils import require_regular_file
 
-    raise typer.Exit(diff_cli(str(a), str(b)))
+    raise typer.Exit(diff_cli(str(require_regular_file(a)), str(require_regular_file(b))))
 
 
 @app.command()
@@ -282,6 +291,7 @@ def analyse(
     input_shape: list[int] = typer.Option(None, "--input-shape"),
     html: Path = typer.Option(None, "--html", help="Write the HTML report here."),
     json_out: Path = typer.Option(None, "--json", help="Write report.json here."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Quantize and print graphwise / layerwise / isolated error tables.
 
@@ -289,7 +299,9 @@ def analyse(
     103.53 --std 58.395 57.12 57.375 --html report.html
     """
     import espq
+    from espq.utils import check_outputs
 
+    check_outputs([p for p in (html, json_out) if p is not None], [model, calib], force)
     data = _calibration(calib, batch_size, _shape(size), mean, std, scale, None)
     qm = espq.quantize(model, data, target=target, bits=bits, input_shape=_shape(input_shape))
     report = qm.analyse(data, steps=steps)

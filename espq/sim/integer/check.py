@@ -169,8 +169,12 @@ def run_cli(
         for name, arr in result.items():
             print(f"{name}: shape {list(arr.shape)} dtype {arr.dtype} min {arr.min():g} max {arr.max():g}")
         if output:
-            np.savez(output, **result)
-            print(f"wrote {output}")
+            from espq.utils import save_npz
+
+            written, renamed = save_npz(output, result)  # names like 'file' / '../x' stay data
+            for name, member in renamed.items():
+                print(f"output {name!r} stored as member {member!r}")
+            print(f"wrote {written}" + ("" if str(written) == output else " (.npz appended)"))
         return 0
     except EspqError as exc:
         print(f"error: {exc}", file=sys.stderr)
