@@ -167,6 +167,8 @@ def quantize(
             setting=setting,
             input_shape=_shape(input_shape),
         )
+    if qm.quality is not None:  # the quality gate's findings (espq.quant.quality)
+        typer.echo(qm.quality.summary())
     qm.source_files = [model, calib]
     qm.export(path, export_test_values=test_values, overwrite=force, key=_export_key(encrypt, key_file))
     typer.echo(f"wrote {path}, {path.with_suffix('.info')}, {path.with_suffix('.json')}")
