@@ -167,7 +167,7 @@ def quantize(
             setting=setting,
             input_shape=_shape(input_shape),
         )
-    if qm.quality is not None:  # the quality gate's findings (espq.quant.quality)
+    if getattr(qm, "quality", None) is not None:  # the quality gate's findings (espq.quant.quality)
         typer.echo(qm.quality.summary())
     qm.source_files = [model, calib]
     qm.export(path, export_test_values=test_values, overwrite=force, key=_export_key(encrypt, key_file))
