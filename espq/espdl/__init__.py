@@ -74,12 +74,12 @@ def _load(source: Source) -> tuple[bytes, str]:
 
 def _decode_edl(data: bytes, source: str, key: bytes | None, base: int = 0) -> EspdlModel:
     fmt, mode, start, payload = split_edl(data, source, key)
-    if mode != 1:
-        return decode_payload(payload, base + start, source, fmt, mode)
     try:
         return decode_payload(payload, base + start, source, fmt, mode)
     except EspdlFormatError:
-        raise EspdlFormatError(wrong_key_message(source)) from None
+        if mode != 1:
+            raise
+        raise EspdlFormatError(wrong_key_message(source)) from None  # encrypted: most likely the key
 
 
 def read(source: Source, key: bytes | None = None) -> EspdlModel:

@@ -22,14 +22,19 @@ PACKAGE_FORMATS = ("PDL3", "PDL2", "PDL1")
 
 
 def _read(path: str | os.PathLike) -> bytes:
-    if not Path(path).is_file():
-        raise ConfigError(
-            f"'{path}' is not a regular file (missing, a folder or a pipe); give an .espdl file"
-        )
+    """The bytes of ``path`` through the reader's checks (a regular file, at most the size limit)."""
+    from espq.espdl import _load
+
+    return _load(path)[0]
+
+
+def _is_package(path: str | os.PathLike) -> bool:
+    """Whether the regular file ``path`` starts with a PDL magic (reads 4 bytes)."""
     try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read '{path}': {exc.strerror or exc}") from None
+        with open(path, "rb") as f:
+            return f.read(4) in PDL_MAGICS
+    except OSError:
+        return False  # the single-model reader reports it
 
 
 def edl_length(blob: bytes, source: str) -> int:
@@ -90,11 +95,9 @@ def pack(
 
 def package_summary(path: str | os.PathLike) -> dict | None:
     """``{"format", "version", "models": [{"name", "bytes"}]}`` of a package; None for anything else."""
-    if not Path(path).is_file():
-        return None  # the single-model reader reports it
+    if not Path(path).is_file() or not _is_package(path):
+        return None  # the single-model reader reports it / reads it
     data = _read(path)
-    if data[:4] not in PDL_MAGICS:
-        return None
     kind, models = package_models(data, str(path))
     version = data[4:20].split(b"\0")[0].decode("ascii", "replace") if kind == "PDL3" else None
     return {"format": kind, "version": version, "models": [{"name": n, "bytes": len(b)} for n, b in models]}

@@ -153,7 +153,17 @@ def quantize(
     def refit(fixed: QuantSetting, splits: list[str]) -> QuantizedModel:
         graph = base.copy()
         split_concat_outputs(graph, splits)
-        return quantize(graph, kept, tgt, bits, None, None, fixed, None, None, False, device, recipe, "warn")
+        return quantize(
+            graph,
+            kept,
+            tgt,
+            bits,
+            setting=fixed,
+            progress=False,
+            device=device,
+            recipe=recipe,
+            on_damage="warn",
+        )
 
     return quality.gate(qm, kept, on_damage, setting, refit)
 
