@@ -17,7 +17,7 @@ import numpy as np
 
 import espq
 from espq import espdl
-from espq.espdl.export import build_espdl, compare_models, plan_from_espdl
+from espq.export import build_espdl, compare_models, plan_from_espdl
 from espq.quant.model import QuantizedModel
 
 

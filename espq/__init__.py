@@ -7,6 +7,7 @@ functions of :mod:`espq.api`.
 """
 
 from espq import utils
+from espq._version import __version__
 from espq.api import (
     QuantizationSettingFactory,
     TargetPlatform,
@@ -15,15 +16,13 @@ from espq.api import (
     espdl_quantize_torch,
     get_target_platform,
 )
+from espq.check import check_model
 from espq.errors import EspqError
 from espq.frontends import load
 from espq.quant import QuantizedModel, QuantSetting, quantize
 from espq.quant.mixed_precision import auto_mixed_precision
 from espq.sim.float import run_float
 from espq.sim.integer import run_espdl
-from espq.targets import check_model
-
-__version__ = "0.1.0"
 
 __all__ = [
     "EspqError",

@@ -19,15 +19,16 @@ from tqdm.auto import tqdm
 
 from espq.analysis.graphwise import GraphwisePass
 from espq.analysis.isolated import IsolatedPass
+from espq.analysis.kinds import KINDS
 from espq.analysis.layerwise import LayerwisePass
 from espq.analysis.metrics import METRICS
 from espq.analysis.ops import COMPUTING_OPS, QuantOpEvaluator, measured_ops
-from espq.analysis.report import KINDS, AnalysisReport, OpInfo, TensorHistogram, format_table
+from espq.analysis.report import AnalysisReport, OpInfo, TensorHistogram, format_table
 from espq.errors import ConfigError
 from espq.ir import Node
-from espq.quant import rules
+from espq.ir import quant_rules as rules
+from espq.ir.spec import F32
 from espq.quant.data import iter_feeds
-from espq.quant.spec import F32
 from espq.sim.float.executor import _load_kernels, run_graph
 from espq.sim.memory import reuse_freed_memory
 

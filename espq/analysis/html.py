@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from espq.analysis.report import AnalysisReport
 
+from espq.analysis.kinds import KINDS, TITLES
 from espq.analysis.metrics import LABELS
-from espq.analysis.report import KINDS, TITLES
 
 COLORS = {"graphwise": "#c44", "layerwise": "#46a", "isolated": "#4a4"}
 CSS = """

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 
 from espq.ir import Graph, Node
-from espq.quant.spec import F32
+from espq.ir.spec import F32
 from espq.sim.fakequant import FakeQuantSim, fake_quant
 from espq.sim.float.registry import KERNELS, numpy_to_torch
 

@@ -9,24 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from espq.analysis.kinds import KINDS, TITLES
 from espq.analysis.metrics import LABELS, METRICS
-
-KINDS = ("graphwise", "layerwise", "isolated")
-
-TITLES = {
-    "graphwise": (
-        "GRAPH-WISE error (accumulated): each op's output in the fully quantized model vs the float model. "
-        "Error carried from the input up to this op; it grows along the network."
-    ),
-    "layerwise": (
-        "LAYER-WISE error (ESP-PPQ's meaning): only this op quantized, error measured at the graph outputs. "
-        "How much this op alone hurts the result; large values are the ops to keep at int16."
-    ),
-    "isolated": (
-        "ISOLATED error (local): this op quantized and fed the float model's input, error at its own "
-        "output. The op's own rounding/clipping, without anything inherited from upstream."
-    ),
-}
 
 #: Last-layer graph-wise noise/signal ratios separating the summary's verdicts (peers.md §1 #9:
 #: about 10 % is acceptable for classification, dense regression needs far less).

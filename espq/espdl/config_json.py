@@ -14,7 +14,7 @@ Built from the file contents, so it describes exactly what the `.espdl` stores:
   activation ``ACTIVATED``; later configs of the same activation ``OVERLAPPED`` (dominated by the first);
   outputs of ops that keep their input exponent (``EQUAL_EXPONENT_OPS``) ``OVERLAPPED`` by their first
   input; biases and other integer parameters ``PASSIVE``; non-integer tensors (index vectors, float
-  scales, float outputs) ``FP32``. With an espq :class:`~espq.quant.spec.QuantPlan` the plan's spec
+  scales, float outputs) ``FP32``. With an espq :class:`~espq.ir.spec.QuantPlan` the plan's spec
   source decides instead (observed -> ACTIVATED, shared -> OVERLAPPED, derived/fixed -> PASSIVE);
 * ``hash``: a CRC-32 of ``"<op>/<variable>"`` (ESP-PPQ uses a time-seeded LCG; this is deterministic),
   ``dominator``: the hash of the root config;
@@ -31,7 +31,7 @@ from espq.errors import ConfigError
 from espq.espdl.model import EspdlModel, EspdlNode
 from espq.espdl.schema import TensorDataType as DT
 from espq.espdl.validate import BITS, CONVERT_OPS, quant_type_of
-from espq.quant.spec import DERIVED, FIXED, OBSERVED, SHARED, QuantPlan
+from espq.ir.spec import DERIVED, FIXED, OBSERVED, SHARED, QuantPlan
 from espq.targets import EQUAL_EXPONENT_OPS, Target, get_target
 
 _STATE_OF_SOURCE = {OBSERVED: "ACTIVATED", SHARED: "OVERLAPPED", DERIVED: "PASSIVE", FIXED: "PASSIVE"}

@@ -44,7 +44,7 @@ VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 
 
 def _load(source: EspdlModel | str | os.PathLike | bytes) -> tuple[EspdlModel, str | None]:
-    from espq.espdl import read
+    from espq.espdl.files import read
 
     if isinstance(source, EspdlModel):
         return source, None
@@ -382,7 +382,7 @@ def diff_models(a: EspdlModel, b: EspdlModel) -> list[str]:
 
 # ----------------------------------------------------------------------------------------------- CLI
 def _read_for_cli(path: str | os.PathLike) -> EspdlModel | None:
-    from espq.espdl import read
+    from espq.espdl.files import read
 
     try:
         return read(path)

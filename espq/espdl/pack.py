@@ -23,7 +23,7 @@ PACKAGE_FORMATS = ("PDL3", "PDL2", "PDL1")
 
 def _read(path: str | os.PathLike) -> bytes:
     """The bytes of ``path`` through the reader's checks (a regular file, at most the size limit)."""
-    from espq.espdl import _load
+    from espq.espdl.files import _load
 
     return _load(path)[0]
 
@@ -137,6 +137,6 @@ def load_model(path: str | os.PathLike, key: bytes | None = None, model: str | N
 
 
 def _read_named(data: bytes, source: str, key: bytes | None) -> EspdlModel:
-    from espq.espdl import _decode_edl
+    from espq.espdl.files import _decode_edl
 
     return _decode_edl(data, source, key)

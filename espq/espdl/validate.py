@@ -522,7 +522,7 @@ def validate(
 
     ``model``: an :class:`EspdlModel`, a path or the file's bytes. See :func:`violations`.
     """
-    from espq.espdl import read
+    from espq.espdl.files import read
 
     what = "model"
     if not isinstance(model, EspdlModel):

@@ -12,6 +12,7 @@ from espq.frontends.onnx import load_onnx
 from espq.frontends.tf import is_tf_model, load_tf
 from espq.frontends.torch import export_torch
 from espq.ir import Graph
+from espq.ir.onnx_io import graph_from_onnx
 
 
 def _is_torch_module(model: Any) -> bool:
@@ -53,7 +54,7 @@ def load(model: Any, input_shape: Any = None, inputs: Any = None, canonicalize: 
     if isinstance(model, Graph):
         graph = model.copy()
     else:
-        graph = Graph.from_onnx(to_onnx(model, input_shape=input_shape, inputs=inputs))
+        graph = graph_from_onnx(to_onnx(model, input_shape=input_shape, inputs=inputs))
     return run_passes(graph) if canonicalize else graph
 
 

@@ -268,20 +268,6 @@ class Graph:
         )
         return g
 
-    # ------------------------------------------------------------------ conversion
-    @classmethod
-    def from_onnx(cls, model: Any) -> Graph:
-        """Build a Graph from an ONNX ``ModelProto`` (see :mod:`espq.ir.onnx_io`)."""
-        from espq.ir.onnx_io import graph_from_onnx
-
-        return graph_from_onnx(model)
-
-    def to_onnx(self) -> Any:
-        """Convert back to an ONNX ``ModelProto``."""
-        from espq.ir.onnx_io import graph_to_onnx
-
-        return graph_to_onnx(self)
-
     def __repr__(self) -> str:
         return (
             f"Graph({self.name!r}, {len(self.nodes)} nodes, {len(self.initializers)} initializers, "

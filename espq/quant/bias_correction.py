@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from espq.ir import Graph, Node
-from espq.quant.spec import F32, QuantPlan
+from espq.ir.spec import F32, QuantPlan
 from espq.sim.float.registry import KERNELS
 from espq.targets import Target
 

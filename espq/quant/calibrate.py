@@ -14,9 +14,9 @@ from tqdm.auto import tqdm
 
 from espq.errors import ConfigError
 from espq.ir import Graph, Node
+from espq.ir.spec import DERIVED, FIXED, OBSERVED, SHARED, QuantPlan, TensorSpec
 from espq.quant.observers import TensorStats, observe_exponent, weight_exponents
 from espq.quant.plan import PlanSkeleton
-from espq.quant.spec import DERIVED, FIXED, OBSERVED, SHARED, QuantPlan, TensorSpec
 from espq.sim.float.executor import run_graph
 from espq.sim.memory import reuse_freed_memory
 

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from espq.ir import Graph, Node
+from espq.ir.spec import OBSERVED, QuantPlan, TensorSpec
 from espq.quant.bias_correction import stack_batches
 from espq.quant.calibrate import resolve_dependent_specs
 from espq.quant.observers import TensorStats, expected_mse
 from espq.quant.plan import PlanSkeleton
-from espq.quant.spec import OBSERVED, QuantPlan, TensorSpec
 from espq.sim.float.executor import run_graph
 from espq.sim.float.registry import KERNELS
 from espq.targets import Target

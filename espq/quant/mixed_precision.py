@@ -31,7 +31,9 @@ import numpy as np
 
 from espq.errors import ConfigError
 from espq.ir import Graph
-from espq.quant import recipes, rules
+from espq.ir import quant_rules as rules
+from espq.ir.spec import F32, S16, QuantPlan
+from espq.quant import recipes
 from espq.quant.bias_correction import keep_batches
 from espq.quant.data import iter_feeds
 from espq.quant.model import QuantizedModel
@@ -43,7 +45,6 @@ from espq.quant.quantize import (
 )
 from espq.quant.recipes import output_error
 from espq.quant.setting import QuantSetting
-from espq.quant.spec import F32, S16, QuantPlan
 
 INT16_COST_PER_MAC = 2.0
 COMPUTING_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU"})  # esp_ppq_facts §5.2

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from espq.ir import Graph
-from espq.quant.spec import QuantPlan
+from espq.ir.spec import QuantPlan
 from espq.targets import CapabilityReport, Target
 
 
@@ -108,7 +108,7 @@ class QuantizedModel:
         Returns the written :class:`espq.espdl.EspdlModel`.
         """
         from espq.espdl.encrypt import resolve_export_key, write_key_files
-        from espq.espdl.export import export_model
+        from espq.export import export_model
         from espq.utils import check_outputs
 
         check_outputs(export_outputs(path, export_config), self.source_files, overwrite)

@@ -20,8 +20,8 @@ import torch
 from tqdm.auto import tqdm
 
 from espq.ir import Graph
+from espq.ir.spec import QuantPlan
 from espq.quant.calibrate import resolve_dependent_specs
-from espq.quant.spec import QuantPlan
 from espq.targets import Target
 
 #: a change is kept only when it lowers the output error by at least this fraction

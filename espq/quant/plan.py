@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from espq.ir import Graph, Node
-from espq.quant import rules
-from espq.quant.spec import (
+from espq.ir import quant_rules as rules
+from espq.ir.spec import (
     BITS_OF_QUANT_TYPE,
     DERIVED,
     F32,

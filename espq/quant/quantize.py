@@ -9,8 +9,10 @@ from typing import Any
 
 from espq.errors import ConfigError
 from espq.ir import Graph
+from espq.ir import quant_rules as rules
 from espq.ir.passes.split_mixed_outputs import split_concat_outputs
-from espq.quant import quality, recipes, rules
+from espq.ir.spec import F32, OBSERVED, QuantPlan
+from espq.quant import quality, recipes
 from espq.quant.bias_correction import MAX_ELEMENTS, correct_biases, keep_batches, stack_batches
 from espq.quant.calibrate import collect_statistics, resolve_exponents
 from espq.quant.data import iter_feeds
@@ -19,7 +21,6 @@ from espq.quant.model import QuantizedModel
 from espq.quant.output_search import SEARCH_SAMPLES, search_output_exponents
 from espq.quant.plan import PlanSkeleton, build_plan
 from espq.quant.setting import QuantSetting
-from espq.quant.spec import F32, OBSERVED, QuantPlan
 from espq.sim.fakequant import quantize_parameters
 from espq.targets import CapabilityReport, Target, check_model, get_target
 

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from espq.ir import Graph, Node
-from espq.quant import rules
-from espq.quant.spec import F32, S16, QuantPlan, TensorSpec
+from espq.ir import quant_rules as rules
+from espq.ir.spec import F32, S16, QuantPlan, TensorSpec
 from espq.sim.float.executor import run_graph, run_segment
 from espq.sim.float.registry import KERNELS
 from espq.sim.lut import LUT16_OPS, build_table, int16_lut_kernel

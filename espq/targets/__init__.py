@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from espq.targets.base import ExponentRule, Issue, OpSpec, QuantType, Rounding, Target
 from espq.targets.check import CapabilityReport, NodeCapability, check_model
+from espq.targets.ops_markdown import supported_ops_markdown
 from espq.targets.ops_table import (
     EQUAL_EXPONENT_OPS,
     NONNEGATIVE_SHIFT_OPS,
     OP_TABLE,
-    supported_ops_markdown,
 )
 from espq.targets.registry import FAMILY_TARGETS, TARGETS, get_target
 

@@ -258,16 +258,18 @@ def check_model(
 ) -> CapabilityReport:
     """Classify every node of the canonicalised ``graph`` for ``target`` at default width ``bits``.
 
-    ``graph`` may also be anything :func:`espq.load` accepts (it is then loaded and canonicalised).
+    ``graph`` must be an :class:`~espq.ir.graph.Graph`; :func:`espq.check_model` also accepts anything
+    :func:`espq.load` accepts and loads it first.
 
     ``overrides`` maps node names to 8, 16 or ``"float"``; unknown names or values raise ConfigError.
     With ``strict`` (default) any unsupported node raises :class:`UnsupportedOpError` listing all of them,
     with the report in its ``.report`` attribute; otherwise the report is returned as is.
     """
-    if not isinstance(graph, Graph):  # a path, ModelProto, torch or Keras model: load it first
-        from espq.frontends import load
-
-        graph = load(graph)
+    if not isinstance(graph, Graph):
+        raise ConfigError(
+            f"espq.targets.check_model needs a loaded Graph, got {type(graph).__name__}; "
+            "call espq.check_model(model, target) to load a path, ONNX, torch or Keras model first"
+        )
     tgt = get_target(target)
     if bits not in (8, 16) or isinstance(bits, bool):
         raise ConfigError(f"bits must be 8 or 16, got {bits!r}")

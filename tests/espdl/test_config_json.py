@@ -9,7 +9,7 @@ import pytest
 
 from espq import espdl
 from espq.espdl.config_json import config_json, config_json_text, infer_target
-from espq.quant.spec import DERIVED, QuantPlan, TensorSpec
+from espq.ir.spec import DERIVED, QuantPlan, TensorSpec
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 REF = SHARED / "reference"

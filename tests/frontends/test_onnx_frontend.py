@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from espq.errors import EspqError, ModelLoadError, ShapeError
 from espq.frontends import load_onnx, to_onnx
-from espq.ir import Graph
+from espq.ir.onnx_io import graph_from_onnx
 
 
 def _tiny_model(opset: int = 13, dynamic: bool = False, init_as_input: bool = False) -> onnx.ModelProto:
@@ -59,7 +59,7 @@ def test_dynamic_shape_without_input_shape_names_the_input():
 
 
 def test_dynamic_shape_fixed_by_input_shape_gives_static_shapes():
-    g = Graph.from_onnx(load_onnx(_tiny_model(dynamic=True), input_shape=[1, 3]))
+    g = graph_from_onnx(load_onnx(_tiny_model(dynamic=True), input_shape=[1, 3]))
     assert g.shape("x") == (1, 3)
     assert g.shape("y") == (1, 4)
 
@@ -70,7 +70,7 @@ def test_wrong_rank_input_shape():
 
 
 def test_old_ir_initializers_listed_as_inputs_are_constants():
-    g = Graph.from_onnx(load_onnx(_tiny_model(opset=9, init_as_input=True)))
+    g = graph_from_onnx(load_onnx(_tiny_model(opset=9, init_as_input=True)))
     assert g.inputs == ["x"]
     assert "w" in g.initializers
 
@@ -133,7 +133,7 @@ def test_unknown_model_type():
 def test_real_models_keep_their_function(shared, name, shape):
     path = shared("models", name)
     proto = load_onnx(path, shape)
-    g = Graph.from_onnx(proto)
+    g = graph_from_onnx(proto)
     assert all(g.shape(t) is not None for n in g.nodes for t in n.outputs if t)
     ishape = g.shape(g.inputs[0])
     x = np.random.default_rng(0).standard_normal(ishape).astype(np.float32)

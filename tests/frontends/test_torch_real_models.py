@@ -12,6 +12,7 @@ import torch
 from cifar_resnet import load_cifar_resnet
 
 import espq
+from espq.ir.onnx_io import graph_to_onnx
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quant"))
@@ -19,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 
 
 def _ort(graph, x):
-    sess = ort.InferenceSession(graph.to_onnx().SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(graph_to_onnx(graph).SerializeToString(), providers=["CPUExecutionProvider"])
     return sess.run(None, {graph.inputs[0]: x})[0]
 
 

@@ -7,6 +7,7 @@ import onnx
 import onnxruntime as ort
 
 from espq.ir.graph import Graph, Node, TensorInfo
+from espq.ir.onnx_io import graph_to_onnx
 
 F32 = np.dtype(np.float32)
 
@@ -82,7 +83,7 @@ def session(model: onnx.ModelProto) -> ort.InferenceSession:
 def run(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Outputs of ``graph`` (made runnable) under onnxruntime, in ``graph.outputs`` order."""
     g = runnable(graph)
-    return session(g.to_onnx()).run(list(g.outputs), feeds)
+    return session(graph_to_onnx(g)).run(list(g.outputs), feeds)
 
 
 def assert_close(a: list[np.ndarray], b: list[np.ndarray], rtol: float = 1e-5) -> None:

@@ -11,6 +11,7 @@ import onnx
 import pytest
 
 from espq.ir.graph import Graph
+from espq.ir.onnx_io import graph_from_onnx
 from espq.ir.passes import CANONICAL_PASSES, PassReport, canonicalize, fuse_swish, remove_identity
 
 try:
@@ -129,7 +130,7 @@ def test_real_model_canonicalize_matches_onnxruntime(path):
     if path is None:
         pytest.skip(f"no ONNX models under {SHARED}")
     model = _load_static(path)
-    g = Graph.from_onnx(model)
+    g = graph_from_onnx(model)
     before = Counter(ops(g))
     out, rep = canonicalize(g, report=True)
     after = Counter(ops(out))
@@ -165,7 +166,7 @@ def test_dynamic_old_opset_model_stays_valid_at_its_opset(shared, caplog):
     opset 11 (nothing half-converted), the other passes still fire, and a warning says why."""
     path = shared("models", "ch_ppocr_mobile_v2.0_cls_infer.onnx")
     model = onnx.load(str(path))
-    g = Graph.from_onnx(model)
+    g = graph_from_onnx(model)
     with caplog.at_level(logging.WARNING, logger="espq.ir.passes.manager"):
         out, rep = canonicalize(g, report=True)
     assert out.opset == 11 and "left at opset 11" in caplog.text

@@ -10,6 +10,7 @@ from qhelpers import make_model
 import espq
 from espq.errors import ConfigError
 from espq.ir import Graph
+from espq.ir.onnx_io import graph_from_onnx
 from espq.quant.equalization import EqualizationSetting, equalize, equalize_pair, find_pairs
 
 
@@ -43,7 +44,7 @@ def discovery_graph() -> Graph:
         helper.make_node("Clip", ["e", "lo", "hi"], ["ce"], name="clip"),
         conv("F", "ce", "y"),
     ]
-    return Graph.from_onnx(make_model(nodes, [("x", [1, 3, 8, 8])], [("y", [1, 4, 8, 8])], inits))
+    return graph_from_onnx(make_model(nodes, [("x", [1, 3, 8, 8])], [("y", [1, 4, 8, 8])], inits))
 
 
 def _pairs(graph, **kw):
@@ -104,7 +105,7 @@ def conv_chain_graph() -> Graph:
         helper.make_node("Relu", ["c3"], ["r3"], name="relu3"),
         helper.make_node("Conv", ["r3", "w4"], ["y"], name="grouped", group=2, pads=[1, 1, 1, 1]),
     ]
-    return Graph.from_onnx(make_model(nodes, [("x", [1, 3, 8, 8])], [("y", [1, 4, 4, 4])], inits))
+    return graph_from_onnx(make_model(nodes, [("x", [1, 3, 8, 8])], [("y", [1, 4, 4, 4])], inits))
 
 
 def gemm_chain_graph() -> Graph:
@@ -124,7 +125,7 @@ def gemm_chain_graph() -> Graph:
         helper.make_node("Gemm", ["r2", "w3"], ["y"], name="gemm3", transB=1),
     ]
     inits["slope"] = np.full((12,), 0.2, np.float32)
-    return Graph.from_onnx(make_model(nodes, [("x", [4, 10])], [("y", [4, 5])], inits))
+    return graph_from_onnx(make_model(nodes, [("x", [4, 10])], [("y", [4, 5])], inits))
 
 
 @pytest.mark.parametrize("make", [conv_chain_graph, gemm_chain_graph])

@@ -7,9 +7,9 @@ import torch
 from qhelpers import conv_relu_add_model, random_batches
 
 import espq
+from espq.ir.spec import DERIVED
 from espq.quant.exponent_search import best_activation_exponent, best_weight_exponents, rounding_error
 from espq.quant.observers import TensorStats, exponent_minmax, weight_exponents
-from espq.quant.spec import DERIVED
 
 
 def test_weight_search_takes_the_finer_exponent_when_one_outlier_costs_less():

@@ -8,9 +8,9 @@ from onnx import helper
 from qhelpers import make_model, random_batches
 
 from espq.errors import ConfigError
+from espq.ir.spec import S16
 from espq.quant.mixed_precision import auto_mixed_precision
 from espq.quant.recipes import output_error
-from espq.quant.spec import S16
 
 
 def chain_model():

@@ -8,9 +8,9 @@ from onnx import helper
 from qhelpers import conv_relu_add_model, make_model, random_batches
 
 import espq
+from espq.ir.spec import DERIVED
 from espq.quant.output_search import _with_group_exponent, search_output_exponents
 from espq.quant.recipes import output_error
-from espq.quant.spec import DERIVED
 
 
 def _error(qm, plan, feeds) -> float:

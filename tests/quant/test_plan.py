@@ -7,9 +7,9 @@ from onnx import helper
 from qhelpers import conv_relu_add_model, make_model, random_batches
 
 import espq
+from espq.ir.spec import DERIVED, OBSERVED, SHARED
 from espq.quant.plan import build_plan
 from espq.quant.quantize import node_types_from_report
-from espq.quant.spec import DERIVED, OBSERVED, SHARED
 from espq.targets import check_model, get_target
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import espq
-from espq.quant import rules
+from espq.ir import quant_rules as rules
 from espq.sim.integer import IntegerRunner
 from espq.targets import EQUAL_EXPONENT_OPS
 

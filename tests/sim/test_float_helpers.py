@@ -14,7 +14,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from espq.ir import Graph
+from espq.ir.onnx_io import graph_from_onnx
 from espq.sim.float import run_float
 
 RNG = np.random.default_rng(0)
@@ -81,7 +81,7 @@ def assert_close(got: np.ndarray, ref: np.ndarray, what: str = "") -> None:
 
 
 def run_espq(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    g = Graph.from_onnx(model)
+    g = graph_from_onnx(model)
     res = run_float(g, feeds)
     return [res[o] for o in g.outputs]
 

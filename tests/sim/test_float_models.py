@@ -16,7 +16,7 @@ import pytest
 from onnx import shape_inference
 from test_float_helpers import assert_close
 
-from espq.ir import Graph
+from espq.ir.onnx_io import graph_from_onnx
 from espq.sim.float import run_float
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"  # ../shared beside the repo
@@ -70,7 +70,7 @@ def test_model_matches_onnxruntime(path: Path):
     assert len(model.graph.input) == 1
     shape = _static_shape(model, path.name)
     batch1 = _with_input_shape(model, shape, infer=True)
-    graph = Graph.from_onnx(batch1)
+    graph = graph_from_onnx(batch1)
     batches = [1, 2] if path.name in BATCH2 else [1]
     for n in batches:
         x = np.random.default_rng(n).standard_normal((n, *shape[1:])).astype(np.float32)
@@ -102,7 +102,7 @@ def test_espdl_optest_float_models_match_onnxruntime(op_dir: str):
             continue
         seen.add(case)
         model = onnx.load(str(path))
-        graph = Graph.from_onnx(model)
+        graph = graph_from_onnx(model)
         rng = np.random.default_rng(len(seen))
         feeds = {}
         for vi in model.graph.input:

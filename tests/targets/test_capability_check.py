@@ -9,8 +9,10 @@ import numpy as np
 import onnx
 import pytest
 
+import espq
 from espq.errors import ConfigError, UnsupportedOpError
 from espq.ir.graph import Graph, Node, TensorInfo
+from espq.ir.onnx_io import graph_from_onnx
 from espq.targets import TARGETS, QuantType, check_model
 from espq.targets.ops_table import CANONICALISE_FIX, CONSTANT_FOLD_FIX
 
@@ -147,7 +149,7 @@ def real_graphs():
     names = ("cifar10_resnet20", "mobilenetv2_espdl_zoo_float")
     if not all((models / f"{m}.onnx").exists() for m in names):
         pytest.skip(f"models not present in {models}")
-    return {m: Graph.from_onnx(onnx.load(models / f"{m}.onnx")) for m in names}
+    return {m: graph_from_onnx(onnx.load(models / f"{m}.onnx")) for m in names}
 
 
 @pytest.mark.parametrize("target", list(TARGETS))
@@ -170,7 +172,7 @@ def test_espressif_op_tests_pass_the_check():
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         target, bits = folder.name.rsplit("_s", 1)
         for path in sorted(folder.glob("*/*.onnx")):
-            report = check_model(Graph.from_onnx(onnx.load(path)), target, bits=int(bits), strict=False)
+            report = check_model(graph_from_onnx(onnx.load(path)), target, bits=int(bits), strict=False)
             assert {n.op_type for n in report.unsupported} <= {"ConvTranspose"}, (path, report.summary())
             checked += 1
     assert checked > 500
@@ -194,6 +196,8 @@ def test_check_model_accepts_a_model_path(tmp_path):
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
     path = tmp_path / "m.onnx"
     path.write_bytes(m.SerializeToString())
-    report = check_model(path, "esp32s3", strict=False)
+    with pytest.raises(ConfigError, match="espq.check_model"):
+        check_model(path, "esp32s3")
+    report = espq.check_model(path, "esp32s3", strict=False)
     assert report.node("conv").status == "quantized"
     assert report.node("erf").status == "unsupported"

@@ -12,7 +12,7 @@ import logging
 import onnx
 
 from espq.ir.graph import Graph, TensorInfo
-from espq.ir.onnx_io import _dtype_of, _shape_of
+from espq.ir.onnx_io import _dtype_of, _shape_of, graph_to_onnx
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def infer_shapes(graph: Graph) -> int:
     debug level and leave the graph unchanged.
     """
     try:
-        inferred = onnx.shape_inference.infer_shapes(graph.to_onnx(), data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(graph_to_onnx(graph), data_prop=True)
     except Exception as exc:  # onnx raises InferenceError and others
         logger.debug("shape inference failed on graph '%s': %s", graph.name, exc)
         return 0

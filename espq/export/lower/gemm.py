@@ -9,8 +9,8 @@ from dataclasses import replace
 import numpy as np
 
 from espq.errors import UnsupportedOpError
-from espq.espdl.export.lower.state import ExportState
-from espq.quant.spec import F32
+from espq.export.lower.state import ExportState
+from espq.ir.spec import F32
 
 
 def prepare_gemm(state: ExportState) -> int:

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from espq.errors import UnsupportedOpError
-from espq.espdl.export.lower.state import ExportState
-from espq.espdl.export.weights import param_values
-from espq.quant.spec import S8, S16
+from espq.export.lower.state import ExportState
+from espq.export.weights import param_values
+from espq.ir.spec import S8, S16
 from espq.sim.lut import LUT8_OPS, LUT16_OPS, build_table
 
 

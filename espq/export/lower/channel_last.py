@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from espq.espdl.export.lower.state import QUANT_TYPE, ExportState
+from espq.export.lower.state import QUANT_TYPE, ExportState
 from espq.ir import Node
 
 CONV_LIKE = frozenset(

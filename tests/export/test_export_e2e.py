@@ -13,8 +13,8 @@ from torch import nn
 import espq
 from espq import espdl
 from espq.errors import ConfigError, UnsupportedOpError
-from espq.espdl.export import export_model
 from espq.espdl.schema import TensorDataType as DT
+from espq.export import export_model
 from espq.quant.model import QuantizedModel
 from espq.sim.fakequant import quantize_parameters
 

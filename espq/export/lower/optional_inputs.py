@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from espq.espdl.export.lower.state import ExportState
+from espq.export.lower.state import ExportState
 
 #: op type -> input indices where an empty tensor equals an absent optional input (ONNX semantics).
 EMPTY_MEANS_ABSENT: dict[str, tuple[int, ...]] = {"Resize": (1, 2)}

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from espq.espdl.export.lower.state import QUANT_TYPE, ExportState
+from espq.export.lower.state import QUANT_TYPE, ExportState
 from espq.ir import Node
-from espq.quant.spec import F32, QUANT_TYPE_OF_BITS, TensorSpec
+from espq.ir.spec import F32, QUANT_TYPE_OF_BITS, TensorSpec
 
 #: Consumers that read only the shape of their input (no conversion needed).
 SHAPE_READERS = frozenset({"Shape", "Size"})

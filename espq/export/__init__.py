@@ -9,8 +9,8 @@ Public API::
     plan_from_espdl(graph, plan, reference) -> (QuantPlan, unmatched names)
     compare_models(ours, reference) -> dict of differences by category
 
-Pipeline: :func:`espq.espdl.export.lower.lower` (rewrites on a copy of the IR) ->
-:func:`espq.espdl.export.builder.build_model` -> optional test values -> validation ->
+Pipeline: :func:`espq.export.lower.lower` (rewrites on a copy of the IR) ->
+:func:`espq.export.builder.build_model` -> optional test values -> validation ->
 atomic writes of ``path`` and, with ``export_config``, ``<stem>.info`` / ``<stem>.json``.
 """
 
@@ -21,11 +21,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from espq.espdl.export.builder import build_model
-from espq.espdl.export.lower import lower
-from espq.espdl.export.reference import compare_models, plan_from_espdl
-from espq.espdl.export.test_values import build_test_values
+from espq._version import __version__
 from espq.espdl.model import EspdlModel
+from espq.export.builder import build_model
+from espq.export.lower import lower
+from espq.export.reference import compare_models, plan_from_espdl
+from espq.export.test_values import build_test_values
 from espq.utils import atomic_write_bytes, atomic_write_text
 
 
@@ -40,8 +41,6 @@ def build_espdl(
     doc_string: str = "",
 ) -> EspdlModel:
     """The EspdlModel of quantized model ``qm`` (no validation, nothing written)."""
-    from espq import __version__
-
     state, _ = lower(qm.graph, qm.plan, qm.target, int16_lut_step)
     meta = {"target": qm.target.metadata_name}
     meta.update({str(k): str(v) for k, v in (metadata_props or {}).items()})

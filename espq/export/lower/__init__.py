@@ -16,17 +16,17 @@ from __future__ import annotations
 import numpy as np
 
 from espq.errors import UnsupportedOpError
-from espq.espdl.export.lower.channel_last import to_channel_last
-from espq.espdl.export.lower.fuse_relu import fuse_relu
-from espq.espdl.export.lower.gemm import prepare_gemm
-from espq.espdl.export.lower.luts import attach_luts
-from espq.espdl.export.lower.matmul import prepare_dynamic_matmul
-from espq.espdl.export.lower.optional_inputs import drop_empty_optional_inputs
-from espq.espdl.export.lower.quant_nodes import insert_quant_nodes
-from espq.espdl.export.lower.state import ExportState
-from espq.espdl.export.lower.transposes import fuse_transposes
+from espq.export.lower.channel_last import to_channel_last
+from espq.export.lower.fuse_relu import fuse_relu
+from espq.export.lower.gemm import prepare_gemm
+from espq.export.lower.luts import attach_luts
+from espq.export.lower.matmul import prepare_dynamic_matmul
+from espq.export.lower.optional_inputs import drop_empty_optional_inputs
+from espq.export.lower.quant_nodes import insert_quant_nodes
+from espq.export.lower.state import ExportState
+from espq.export.lower.transposes import fuse_transposes
 from espq.ir import Graph
-from espq.quant.spec import QuantPlan
+from espq.ir.spec import QuantPlan
 from espq.sim.lut import lut_codes
 from espq.targets import Target
 

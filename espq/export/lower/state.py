@@ -18,7 +18,7 @@ import numpy as np
 
 from espq.ir import Graph, Node
 from espq.ir.graph import TensorInfo
-from espq.quant.spec import F32, QUANT_TYPE_OF_BITS, QuantPlan, TensorSpec
+from espq.ir.spec import F32, QUANT_TYPE_OF_BITS, QuantPlan, TensorSpec
 from espq.targets import Target
 
 QUANT_TYPE = "quant_type"

@@ -8,8 +8,8 @@ output tensor name and spec; every other quantized Conv/Gemm/MatMul gets ``activ
 from __future__ import annotations
 
 from espq.errors import UnsupportedOpError
-from espq.espdl.export.lower.state import ExportState
-from espq.quant.spec import F32
+from espq.export.lower.state import ExportState
+from espq.ir.spec import F32
 
 HOSTS = ("Conv", "Gemm", "MatMul")
 

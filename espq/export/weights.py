@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from espq.errors import UnsupportedOpError
-from espq.quant.rules import PARAMETER_ROUNDING
-from espq.quant.spec import TensorSpec
+from espq.ir.quant_rules import PARAMETER_ROUNDING
+from espq.ir.spec import TensorSpec
 from espq.targets import Target
 from espq.targets.rounding import dequantize, quantize
 
 if TYPE_CHECKING:
-    from espq.espdl.export.lower.state import ExportState
+    from espq.export.lower.state import ExportState
 
 
 # ---------------------------------------------------------------------------- byte orders
@@ -97,7 +97,7 @@ def exponent_list(spec: TensorSpec) -> list[int]:
 def to_int(value: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """Round parameter ``value`` to ``spec`` (saturating to ``spec.bits``); int64, same shape.
 
-    Parameters are rounded offline with :data:`espq.quant.rules.PARAMETER_ROUNDING` on every target,
+    Parameters are rounded offline with :data:`espq.ir.quant_rules.PARAMETER_ROUNDING` on every target,
     exactly as the fake-quant simulator rounds them, so the file holds the integers espq evaluated.
     """
     v = np.asarray(value, dtype=np.float64)

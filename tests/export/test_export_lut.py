@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from espq.errors import ConfigError, UnsupportedOpError
-from espq.espdl.export.lower import ExportState, attach_luts
+from espq.export.lower import ExportState, attach_luts
 from espq.ir import Graph, Node
 from espq.ir.graph import TensorInfo
-from espq.quant.spec import QuantPlan, TensorSpec
+from espq.ir.spec import QuantPlan, TensorSpec
 from espq.sim.float.registry import KERNELS
 from espq.sim.lut import build_table, int16_lut_kernel, lut16_lookup, lut_codes
 from espq.targets import get_target

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from espq.espdl.model import EspdlModel
 from espq.ir import Graph
-from espq.quant.spec import QuantPlan, TensorSpec
+from espq.ir.spec import QuantPlan, TensorSpec
 
 
 def _exponent(spec: TensorSpec, exps: list[int]) -> int | tuple[int, ...]:

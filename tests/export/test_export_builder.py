@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from espq.espdl.export.builder import build_model
-from espq.espdl.export.lower import ExportState
 from espq.espdl.schema import TensorDataType as DT
+from espq.export.builder import build_model
+from espq.export.lower import ExportState
 from espq.ir import Graph, Node
 from espq.ir.graph import TensorInfo
-from espq.quant.spec import QuantPlan, TensorSpec
+from espq.ir.spec import QuantPlan, TensorSpec
 from espq.targets import get_target
 
 

@@ -1,4 +1,4 @@
-"""Each export rewrite on a tiny hand-built graph + plan: before/after (espq.espdl.export.lower)."""
+"""Each export rewrite on a tiny hand-built graph + plan: before/after (espq.export.lower)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from espq.errors import UnsupportedOpError
-from espq.espdl.export.lower import (
+from espq.export.lower import (
     ExportState,
     drop_empty_optional_inputs,
     fuse_relu,
@@ -16,10 +16,10 @@ from espq.espdl.export.lower import (
     prepare_gemm,
     to_channel_last,
 )
-from espq.espdl.export.weights import matmul_weight_layout
+from espq.export.weights import matmul_weight_layout
 from espq.ir import Graph, Node
 from espq.ir.graph import TensorInfo
-from espq.quant.spec import QuantPlan, TensorSpec
+from espq.ir.spec import QuantPlan, TensorSpec
 from espq.sim.float import run_float
 from espq.targets import get_target
 

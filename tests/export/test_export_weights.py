@@ -1,4 +1,4 @@
-"""Forward weight layouts (espq.espdl.export.weights) against the inverse transforms of
+"""Forward weight layouts (espq.export.weights) against the inverse transforms of
 espq.espdl.layout, plus explicit byte orders (esp_dl_facts.md §2.5)."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from espq.espdl.export.weights import conv_weight_layout, gemm_weight_layout, matmul_weight_layout, to_int
 from espq.espdl.layout import to_original
-from espq.quant.spec import TensorSpec
+from espq.export.weights import conv_weight_layout, gemm_weight_layout, matmul_weight_layout, to_int
+from espq.ir.spec import TensorSpec
 from espq.targets import get_target
 
 TARGETS = ["esp32p4", "esp32s3", "c"]

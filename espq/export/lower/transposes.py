@@ -3,7 +3,7 @@ FuseTransposePattern)."""
 
 from __future__ import annotations
 
-from espq.espdl.export.lower.state import ExportState
+from espq.export.lower.state import ExportState
 
 
 def fuse_transposes(state: ExportState) -> int:

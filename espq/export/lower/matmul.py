@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from espq.espdl.export.lower.state import QUANT_TYPE, ExportState
+from espq.export.lower.state import QUANT_TYPE, ExportState
 from espq.ir import Node
-from espq.quant.spec import F32
+from espq.ir.spec import F32
 
 
 class _Chain:

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from espq.errors import ConfigError, ValidationError
-from espq.espdl.export.builder import int_type
-from espq.espdl.export.lower.state import ExportState
 from espq.espdl.model import EspdlTensor
 from espq.espdl.schema import TensorDataType
+from espq.export.builder import int_type
+from espq.export.lower.state import ExportState
 from espq.targets.rounding import quantize
 
 

@@ -17,18 +17,18 @@ from __future__ import annotations
 import numpy as np
 
 from espq.errors import UnsupportedOpError
-from espq.espdl.export.lower.state import ExportState
-from espq.espdl.export.weights import (
+from espq.espdl.model import LAYOUT_PREFIX, EspdlGraph, EspdlModel, EspdlNode, EspdlTensor, EspdlValueInfo
+from espq.espdl.schema import TensorDataType
+from espq.export.lower.state import ExportState
+from espq.export.weights import (
     conv_weight_layout,
     exponent_list,
     gemm_weight_layout,
     matmul_weight_layout,
     to_int,
 )
-from espq.espdl.model import LAYOUT_PREFIX, EspdlGraph, EspdlModel, EspdlNode, EspdlTensor, EspdlValueInfo
-from espq.espdl.schema import TensorDataType
 from espq.ir import Node
-from espq.quant.spec import F32, TensorSpec
+from espq.ir.spec import F32, TensorSpec
 
 DT = TensorDataType
 _NUMPY_TO_DT = {
