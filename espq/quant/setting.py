@@ -10,6 +10,7 @@ from espq.errors import ConfigError
 from espq.quant.equalization import EqualizationSetting
 from espq.quant.observers import OBSERVERS
 from espq.quant.recipes import RECIPES
+from espq.quant.steps import resolve_steps
 
 Precision = int | str  # 8 | 16 | "float"
 
@@ -27,6 +28,9 @@ class QuantSetting:
     * ``equalization`` / ``exponent_search`` / ``bias_correction``: ``None`` = what the recipe says,
       ``True``/``False`` to force a step on or off.
     * ``equalization_setting``: ESP-PPQ's equalization settings; ``None`` = the recipe's.
+    * ``steps``: accuracy steps by registry name (:mod:`espq.quant.steps`): ``False`` = off, ``True`` = on
+      (the recipe's options), a dict = on with these options over the recipe's, e.g.
+      ``{"bias_correction": False, "tqt": {"epochs": 2}}``. Applied after the three fields above.
     """
 
     calib_algorithm: str | None = None
@@ -37,6 +41,7 @@ class QuantSetting:
     equalization_setting: EqualizationSetting | None = None
     exponent_search: bool | None = None
     bias_correction: bool | None = None
+    steps: dict[str, bool | dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.equalization_setting, dict):
@@ -47,6 +52,7 @@ class QuantSetting:
             raise ConfigError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
         if self.equalization_setting is not None:
             self.equalization_setting.validate()
+        resolve_steps((), self.steps)  # names registered, values True/False/dict
         algos = [self.calib_algorithm, *self.layer_calib_algorithm.values()]
         for algo in algos:
             if algo is not None and algo not in OBSERVERS:
