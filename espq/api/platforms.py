@@ -30,25 +30,6 @@ class TargetPlatform(IntEnum):
         return 8 if self.name.endswith("INT8") else 16
 
 
-_FAMILY_PLATFORMS = {
-    "p4": {
-        8: TargetPlatform.ESPDL_INT8,
-        16: TargetPlatform.ESPDL_INT16,
-        "hi": TargetPlatform.ESPDL_H_PRE_INT16,
-    },
-    "s3": {
-        8: TargetPlatform.ESPDL_S3_INT8,
-        16: TargetPlatform.ESPDL_S3_INT16,
-        "hi": TargetPlatform.ESPDL_S3_H_PRE_INT16,
-    },
-    "c": {
-        8: TargetPlatform.ESPDL_C_INT8,
-        16: TargetPlatform.ESPDL_C_INT16,
-        "hi": TargetPlatform.ESPDL_C_H_PRE_INT16,
-    },
-}
-
-
 def get_target_platform(target: str, num_of_bits: int = 8, float: bool = False, **kwargs) -> TargetPlatform:
     """The platform for ``target`` at ``num_of_bits`` (``hi_precision=True`` picks the H_PRE int16 one).
 
@@ -63,8 +44,9 @@ def get_target_platform(target: str, num_of_bits: int = 8, float: bool = False, 
     tgt = get_target(target)
     if num_of_bits not in (8, 16) or isinstance(num_of_bits, bool):
         raise ConfigError(f"num_of_bits must be 8 or 16 (ESP-DL runs int8 and int16), got {num_of_bits!r}")
-    key = "hi" if num_of_bits == 16 and kwargs.get("hi_precision") else num_of_bits
-    return _FAMILY_PLATFORMS[tgt.family][key]
+    if num_of_bits == 16 and kwargs.get("hi_precision"):
+        return TargetPlatform[tgt.ppq_hi_precision_platform]
+    return TargetPlatform[tgt.ppq_platforms[num_of_bits]]
 
 
 def platform_precision(platform: TargetPlatform | int) -> int | str:

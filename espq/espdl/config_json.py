@@ -33,29 +33,9 @@ from espq.espdl.schema import TensorDataType as DT
 from espq.espdl.validate import BITS, CONVERT_OPS, quant_type_of
 from espq.ir.spec import DERIVED, FIXED, OBSERVED, SHARED, QuantPlan
 from espq.targets import EQUAL_EXPONENT_OPS, Target, get_target
+from espq.targets.infer import infer_target
 
 _STATE_OF_SOURCE = {OBSERVED: "ACTIVATED", SHARED: "OVERLAPPED", DERIVED: "PASSIVE", FIXED: "PASSIVE"}
-
-
-def infer_target(model: EspdlModel) -> Target:
-    """The target of a file without ``metadata_props["target"]``, from its weights (§2.5, §4.2).
-
-    Plain layouts (``NHWC``/``HWCN``/``NWC``/``WCN``) -> ``c``; per-channel exponents -> ``esp32p4``;
-    blocked per-tensor weights -> ``esp32s3``; no conv/gemm weights -> ``esp32p4`` (a guess: pass
-    ``target`` when it matters).
-    """
-    if model.target is not None:
-        return get_target(model.target)
-    weights = [
-        model.graph.initializers[n.inputs[1]]
-        for n in model.graph.nodes
-        if n.op_type in ("Conv", "Gemm") and len(n.inputs) > 1 and n.inputs[1] in model.graph.initializers
-    ]
-    if any((w.layout or "") in ("NHWC", "HWCN", "NWC", "WCN") for w in weights):
-        return get_target("c")
-    if not weights or any(len(w.exponents) > 1 for w in weights):
-        return get_target("esp32p4")
-    return get_target("esp32s3")
 
 
 def _hash(op: str, var: str, used: set[int]) -> int:
@@ -182,8 +162,8 @@ def config_json(
     """The `<stem>.json` quantization config of ``model`` as a dict (see the module docstring).
 
     ``target``: chip for the platform names and bias widths; default ``plan.target``, then
-    ``metadata_props["target"]``, then :func:`infer_target`. ``plan``: the espq plan the file was
-    exported from; its spec sources set the config states of the tensors it names.
+    ``metadata_props["target"]``, then :func:`espq.targets.infer.infer_target`. ``plan``: the espq plan the
+    file was exported from; its spec sources set the config states of the tensors it names.
     """
     name = target if target is not None else (plan.target if plan is not None else None)
     try:
@@ -200,4 +180,4 @@ def config_json_text(
     return json.dumps(config_json(model, plan, target), indent=4, sort_keys=True)
 
 
-__all__ = ["config_json", "config_json_text", "infer_target"]
+__all__ = ["config_json", "config_json_text"]

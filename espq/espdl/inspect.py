@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from espq.errors import EspdlFormatError, EspqError
-from espq.espdl.config_json import infer_target
 from espq.espdl.model import EspdlModel, EspdlNode, EspdlTensor, EspdlValueInfo
 from espq.espdl.schema import NUMPY_DTYPES, TensorDataType
 from espq.espdl.validate import quant_type_of, violations
+from espq.targets.infer import infer_target
 
 #: ops that may overwrite an input buffer that dies at the node (§5.1 "changed buffer").
 CHANGED_BUFFER_OPS = frozenset(
@@ -142,7 +142,7 @@ def inspect_model(source: EspdlModel | str | os.PathLike | bytes) -> dict[str, A
 
     Keys: ``file``, ``format``, ``graph_name``, ``ir_version``, ``model_version``, ``metadata``, ``target``
     (``metadata_props["target"]``, None when absent), ``inferred_target`` (from the weights, see
-    :func:`espq.espdl.config_json.infer_target`), ``nodes`` ([{name, op_type, quant_type}]), ``inputs`` /
+    :func:`espq.targets.infer.infer_target`), ``nodes`` ([{name, op_type, quant_type}]), ``inputs`` /
     ``outputs`` ([{name, shape, dtype, exponent}]), ``op_counts`` ([{op_type, quant_type, count}], most
     frequent first), ``num_initializers``, ``param_count`` (elements), ``param_bytes`` (data bytes without
     padding), ``param_bytes_aligned`` (each rounded up to 16 as stored), ``per_channel`` (any per-channel

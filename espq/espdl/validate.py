@@ -291,11 +291,8 @@ class _Checker:
                     "(raise the output exponent or lower the weight exponent)"
                 )
         rule = spec.exponent_rule
-        if (
-            op == "PRelu"
-            and quant_type_of(node) == "S8"
-            and (self.target is None or self.target.family != "c")
-        ):
+        rescaling_prelu = self.target is None or self.target.prelu_int8_rescales
+        if op == "PRelu" and quant_type_of(node) == "S8" and rescaling_prelu:
             # the PIE int8 PRelu kernels rescale: Espressif's S3 face detector has e_in 2 -> e_out 1 (zoo
             # human_face_detect_mnp_s8_v1_s3); only the C / int16 kernels copy positives unchanged (§4.6)
             return

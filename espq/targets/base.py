@@ -120,6 +120,13 @@ class Target:
         mul_rescale_in_float: Mul converts the integer product to float32 and multiplies by
             2^(e_a+e_b-e_out) before ``tool::round`` (C kernels, §4.5) instead of an integer shift.
         ppq_platforms: ESP-PPQ ``TargetPlatform`` names per bit width (``.json`` dispatchings, esp_ppq §1.4).
+        ppq_hi_precision_platform: ESP-PPQ's ``H_PRE`` int16 platform name (``hi_precision=True``).
+        narrowing_wraps: kernels that cast a computed integer to int8/int16 without ``tool::saturate``
+            (Resize) wrap on overflow (plain C casts) instead of saturating (PIE).
+        fused_prelu_as_relu_bits: bit widths whose Conv kernels select the ReLU epilogue with an unset (zero)
+            alpha when a LeakyRelu/PRelu is fused (S3 int8, §4.2); elsewhere such a fusion has no kernel.
+        prelu_int8_rescales: the int8 PRelu kernel rescales its positive side to the output exponent (PIE
+            kernels; Espressif's S3 face detector has e_in 2 -> e_out 1) instead of copying it (C, §4.6).
         ops: the op support table (op_type -> OpSpec).
     """
 
@@ -141,6 +148,10 @@ class Target:
     weight_block: Mapping[int, int]
     mul_rescale_in_float: bool
     ppq_platforms: Mapping[int, str]
+    ppq_hi_precision_platform: str
+    narrowing_wraps: bool
+    fused_prelu_as_relu_bits: frozenset[int]
+    prelu_int8_rescales: bool
     ops: Mapping[str, OpSpec]
 
     def __hash__(self) -> int:

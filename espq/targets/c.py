@@ -43,6 +43,10 @@ def c_target(name: str) -> Target:
         weight_block=frozen_map({}),
         mul_rescale_in_float=True,  # int product -> float32 * 2^(e_a+e_b-e_out) -> tool::round (§4.5)
         ppq_platforms=frozen_map({8: "ESPDL_C_INT8", 16: "ESPDL_C_INT16"}),
+        ppq_hi_precision_platform="ESPDL_C_H_PRE_INT16",
+        narrowing_wraps=True,
+        fused_prelu_as_relu_bits=frozenset(),
+        prelu_int8_rescales=False,
         ops=OP_TABLE,
     )
 

@@ -30,6 +30,10 @@ def pie_v2_target(name: str, description: str, aliases: tuple[str, ...]) -> Targ
         weight_block=frozen_map({8: 16, 16: 8}),
         mul_rescale_in_float=False,  # integer multiply + rounding shift (§4.5)
         ppq_platforms=frozen_map({8: "ESPDL_INT8", 16: "ESPDL_INT16"}),
+        ppq_hi_precision_platform="ESPDL_H_PRE_INT16",
+        narrowing_wraps=False,
+        fused_prelu_as_relu_bits=frozenset(),
+        prelu_int8_rescales=True,
         ops=OP_TABLE,
     )
 

@@ -27,5 +27,9 @@ ESP32S3 = Target(
     weight_block=frozen_map({8: 16, 16: 8}),
     mul_rescale_in_float=False,  # integer multiply + explicit half-up shift (§4.5)
     ppq_platforms=frozen_map({8: "ESPDL_S3_INT8", 16: "ESPDL_S3_INT16"}),
+    ppq_hi_precision_platform="ESPDL_S3_H_PRE_INT16",
+    narrowing_wraps=False,
+    fused_prelu_as_relu_bits=frozenset({8}),
+    prelu_int8_rescales=True,
     ops=OP_TABLE,
 )

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from espq import espdl
-from espq.espdl.config_json import config_json, config_json_text, infer_target
+from espq.espdl.config_json import config_json, config_json_text
+from espq.targets.infer import infer_target
 from espq.ir.spec import DERIVED, QuantPlan, TensorSpec
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"

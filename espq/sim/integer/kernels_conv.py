@@ -78,7 +78,7 @@ def _fused_relu(ctx: IntContext, bits: int) -> bool:
         return False
     if act == "Relu":
         return True
-    if act in ("LeakyRelu", "PRelu") and ctx.target.family == "s3" and bits == 8:
+    if act in ("LeakyRelu", "PRelu") and bits in ctx.target.fused_prelu_as_relu_bits:
         return True  # S3 int8 selects the ReLU kernel with an unset (zero) alpha (§4.2)
     raise UnsupportedOpError(
         f"node '{ctx.node.name}' ({ctx.node.op_type}): fused activation '{act}' has no kernel epilogue on "

@@ -87,7 +87,7 @@ def _nearest(ctx: IntContext, x: QTensor, scales: list[float], sizes: list[int])
     div = F32(2.0 ** max(shift, 0))
     v = round_f32((picked.astype(F32) * scale) / div, ctx.rounding)
     dt = out_dtype(ctx, x)
-    if ctx.target.family == "c":  # C kernel: int -> int8/int16 conversion wraps
+    if ctx.target.narrowing_wraps:  # C kernel: int -> int8/int16 conversion wraps
         return v.astype(dt)
     return saturate(v, dt)
 
