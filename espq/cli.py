@@ -244,7 +244,7 @@ def diff(a: Path = typer.Argument(...), b: Path = typer.Argument(...)) -> None:
 
     Example: espq diff ours.espdl reference.espdl
     """
-    from espq.espdl.inspect import diff_cli
+    from espq.espdl.diff import diff_cli
     from espq.utils import require_regular_file
 
     raise typer.Exit(diff_cli(str(require_regular_file(a)), str(require_regular_file(b))))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from espq.espdl.diff import diff_tensor, diff_value_info
 from espq.espdl.model import EspdlModel
 from espq.ir import Graph
 from espq.ir.spec import QuantPlan, TensorSpec
@@ -72,9 +73,10 @@ def plan_from_espdl(graph: Graph, plan: QuantPlan, reference: EspdlModel) -> tup
 def compare_models(ours: EspdlModel, ref: EspdlModel) -> dict[str, list[str]]:
     """Field-by-field differences between two models, by category.
 
-    ``ops``: the op-type sequences differ (one line with both); ``initializers``: common initializers
-    whose dims, data type, exponents, layout or stored values differ; ``value_info``: common activations
-    whose shape, element type or exponents differ; ``only_ours`` / ``only_ref``: initializer and
+    ``ops``: the op-type sequences differ (one line with both); ``initializers``: one line per differing
+    field of a common initializer (dims, data type, layout, exponents, codes), ``value_info``: per differing
+    field of a common activation (shape, element type, exponents), both from :mod:`espq.espdl.diff` and
+    starting with the tensor's name; ``only_ours`` / ``only_ref``: initializer and
     activation names present in one model only.
     """
     diff: dict[str, list[str]] = {
@@ -90,31 +92,11 @@ def compare_models(ours: EspdlModel, ref: EspdlModel) -> dict[str, list[str]]:
         diff["ops"].append(f"ours {a_ops} != reference {b_ops}")
     ai, bi = ours.graph.initializers, ref.graph.initializers
     for name in sorted(set(ai) & set(bi)):
-        x, y = ai[name], bi[name]
-        fields = []
-        if x.dims != y.dims:
-            fields.append(f"dims {x.dims} vs {y.dims}")
-        if x.data_type != y.data_type:
-            fields.append(f"data_type {x.data_type} vs {y.data_type}")
-        if x.exponents != y.exponents:
-            fields.append(f"exponents {x.exponents[:4]} vs {y.exponents[:4]}")
-        if x.layout != y.layout:
-            fields.append(f"layout {x.layout} vs {y.layout}")
-        xv, yv = x.values(), y.values()
-        if xv.shape != yv.shape or not (xv == yv).all():
-            n_bad = int((xv != yv).sum()) if xv.shape == yv.shape else -1
-            fields.append(f"values differ ({n_bad} of {xv.size})" if n_bad >= 0 else "values differ in size")
-        if fields:
-            diff["initializers"].append(f"{name}: " + "; ".join(fields))
+        diff["initializers"] += diff_tensor(name, ai[name], bi[name])
     av = {v.name: v for v in ours.graph.value_info}
     bv = {v.name: v for v in ref.graph.value_info}
     for name in sorted(set(av) & set(bv)):
-        x, y = av[name], bv[name]
-        if (x.shape, x.elem_type, x.exponents) != (y.shape, y.elem_type, y.exponents):
-            diff["value_info"].append(
-                f"{name}: shape {x.shape} vs {y.shape}, type {x.elem_type} vs {y.elem_type}, "
-                f"exponents {x.exponents} vs {y.exponents}"
-            )
+        diff["value_info"] += diff_value_info(name, av[name], bv[name])
     diff["only_ours"] = sorted((set(ai) - set(bi)) | (set(av) - set(bv)))
     diff["only_ref"] = sorted((set(bi) - set(ai)) | (set(bv) - set(av)))
     return diff

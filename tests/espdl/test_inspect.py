@@ -11,10 +11,9 @@ import pytest
 
 from espq import espdl
 from espq.espdl import EspdlTensor
+from espq.espdl.diff import diff_cli, diff_models
 from espq.espdl.inspect import (
     activation_memory,
-    diff_cli,
-    diff_models,
     format_inspect,
     inspect_cli,
     inspect_model,
