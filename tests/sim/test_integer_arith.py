@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from integer_a_helpers import init, model, node, vi
+from espdl_builders import init, model, node, vi
 
 from espq.sim.integer import IntegerRunner
 

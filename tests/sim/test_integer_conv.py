@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from integer_a_helpers import ZOO, conv_weight, init, model, node, optest_cases, vi
+from espdl_builders import ZOO, conv_weight, init, model, node, optest_cases, vi
 
 from espq.errors import UnsupportedOpError
 from espq.sim.integer import IntegerRunner, check_test_values

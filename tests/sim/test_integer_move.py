@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from integer_a_helpers import init, model, node, vi
+from espdl_builders import init, model, node, vi
 from onnx import helper
 from onnx.reference import ReferenceEvaluator
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from integer_a_helpers import ZOO, conv_weight, init, model, node, vi
+from espdl_builders import ZOO, conv_weight, init, model, node, vi
 
 from espq.errors import ConfigError, InputDataError, UnsupportedOpError
 from espq.espdl import read

@@ -1,4 +1,4 @@
-"""Helpers for the integer-runner tests (part A): tiny in-memory `.espdl` models and the op-test index."""
+"""Helpers for the integer-runner tests: tiny in-memory `.espdl` models, the index of Espressif's op tests."""
 
 from __future__ import annotations
 

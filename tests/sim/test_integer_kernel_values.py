@@ -1,10 +1,10 @@
-"""Unit tests of the part-B integer kernels on hand-computed values (chip rules of esp_dl_facts.md §4)."""
+"""Integer kernels (activations, reductions, norms, comparisons) on hand-computed values (esp_dl §4)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from integer_b_helpers import param, q, run_op
+from kernel_context import param, q, run_op
 
 from espq.sim.integer.kernels_act import round_f32, round_f64
 from espq.sim.integer.kernels_reduce import sqrt_newton

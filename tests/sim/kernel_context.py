@@ -1,8 +1,6 @@
-"""Helpers for the integer-kernel tests (part B): a one-node IntContext builder and the optest index."""
+"""Helpers for the integer-kernel unit tests: run one registered kernel on a synthetic one-node context."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
@@ -11,9 +9,6 @@ from espq.espdl.schema import TensorDataType
 from espq.sim.integer.base import INT_KERNELS, IntContext, QTensor
 from espq.sim.integer.runner import load_kernels
 from espq.targets import get_target
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-OPTESTS = SHARED / "espdl-optests"
 
 _DT = {
     np.dtype(np.int8): TensorDataType.INT8,
@@ -59,15 +54,5 @@ def run_op(
 
 
 def q(values, exponent: int = 0, dtype=np.int8) -> QTensor:
+    """A quantized tensor of ``values`` (as ``dtype``) with one exponent."""
     return QTensor(np.asarray(values, dtype=dtype), exponent)
-
-
-def optest_cases(ops: list[str], per_dir: int = 3) -> list[Path]:
-    """Up to ``per_dir`` files per (target_bits, op), in name order; [] when the suite is absent."""
-    if not OPTESTS.is_dir():
-        return []
-    out: list[Path] = []
-    for tdir in sorted(p for p in OPTESTS.iterdir() if p.is_dir()):
-        for op in ops:
-            out += sorted((tdir / op).glob("*.espdl"))[:per_dir]
-    return out
