@@ -266,7 +266,7 @@ def run(
     Example: espq run model.espdl --check    |    espq run model.espdl --input x.npy --output y.npz
     """
     from espq.espdl.pack import load_model, package_summary
-    from espq.sim.integer.check import run_cli
+    from espq.sim.integer.cli import run_cli
 
     loaded = None
     if key_file is not None or model is not None or package_summary(file) is not None:

@@ -15,7 +15,7 @@ from espq.espdl import max_espdl_bytes, read, write
 from espq.espdl.inspect import inspect_cli
 from espq.espdl.validate import violations
 from espq.frontends import export_torch
-from espq.sim.integer.check import run_cli
+from espq.sim.integer.cli import run_cli
 from espq.sim.integer.runner import run_espdl
 
 

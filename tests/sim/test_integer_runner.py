@@ -15,7 +15,7 @@ from espq.sim.integer import (
     check_test_values,
     run_espdl,
 )
-from espq.sim.integer.check import run_cli
+from espq.sim.integer.cli import run_cli
 from espq.sim.integer.io import layout_perms
 
 I8 = np.int8

@@ -11,7 +11,7 @@ from espq.errors import ValidationError
 from espq.espdl import read
 from espq.espdl.validate import validate, violations
 from espq.frontends import export_torch
-from espq.sim.integer.check import run_cli
+from espq.sim.integer.cli import run_cli
 from espq.targets import TARGETS, get_target
 
 ALL_NAMES = sorted({n for t in TARGETS.values() for n in (t.name, *t.aliases)})

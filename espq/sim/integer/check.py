@@ -1,5 +1,4 @@
-"""``Model::test()`` on the host: run the embedded test inputs and compare the embedded outputs, plus the
-functions behind ``espq run FILE [--input ...] [--output out.npz] [--target T] [--check]``.
+"""``Model::test()`` on the host: run the embedded test inputs and compare the embedded outputs.
 
 Comparison rule (esp_dl_facts.md §2.6, ``TensorBase::equal``): dtype, shape and exponent must match;
 then |Δ| ≤ 2e-5 for int8 (exact), ≤ 1 + 1e-5 for int16/uint16 (±1), ≤ 2e-5 for float (NaN == NaN).
@@ -8,13 +7,11 @@ then |Δ| ≤ 2e-5 for int8 (exact), ≤ 1 + 1e-5 for int16/uint16 (±1), ≤ 2e
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from espq.errors import ConfigError, EspqError
+from espq.errors import ConfigError
 from espq.espdl import read
 from espq.espdl.model import EspdlModel, EspdlTensor
 from espq.sim.integer.base import QTensor
@@ -120,62 +117,3 @@ def check_test_values(
     for name, ref in g.test_outputs.items():
         report.tensors.append(compare_tensor(name, got[name], ref))
     return report
-
-
-def _load_inputs(specs: list[str], runner: IntegerRunner) -> dict[str, np.ndarray]:
-    feeds: dict[str, np.ndarray] = {}
-    for i, spec in enumerate(specs):
-        name, sep, file = spec.partition("=")
-        if not sep:
-            name, file = "", spec
-        if not name:
-            if i >= len(runner.input_names):
-                raise ConfigError(f"{len(specs)} inputs given but the model has {len(runner.input_names)}")
-            name = runner.input_names[i]
-        try:
-            feeds[name] = np.load(file, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read input '{name}' from '{file}': {exc}") from None
-    return feeds
-
-
-def run_cli(
-    path: str,
-    inputs: list[str],
-    output: str | None,
-    target: str | None,
-    check: bool,
-    model: EspdlModel | None = None,
-) -> int:
-    """``espq run``: 0 = ran / all test values match, 1 = mismatch, 2 = usage or file error.
-
-    ``inputs``: ``x.npy`` (graph inputs in order) or ``name=x.npy``; float values in the ONNX layout.
-    ``output``: ``.npz`` path for the dequantised outputs. ``check``: compare the embedded test values
-    (used when no inputs are given, too). ``model``: the already-read model of ``path`` (an
-    encrypted file or one model of a package).
-    """
-    try:
-        if not Path(path).is_file():
-            raise ConfigError(f"no such file: '{path}'")
-        if check or not inputs:
-            report = check_test_values(path if model is None else model, target)
-            print(report.format())
-            if not inputs:
-                return 0 if report.ok else 1
-            if not report.ok:
-                return 1
-        runner = IntegerRunner(path if model is None else model, target)
-        result = runner.run(_load_inputs(inputs, runner))
-        for name, arr in result.items():
-            print(f"{name}: shape {list(arr.shape)} dtype {arr.dtype} min {arr.min():g} max {arr.max():g}")
-        if output:
-            from espq.utils import save_npz
-
-            written, renamed = save_npz(output, result)  # names like 'file' / '../x' stay data
-            for name, member in renamed.items():
-                print(f"output {name!r} stored as member {member!r}")
-            print(f"wrote {written}" + ("" if str(written) == output else " (.npz appended)"))
-        return 0
-    except EspqError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
