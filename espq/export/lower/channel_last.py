@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from espq.errors import UnsupportedOpError
 from espq.export.lower.state import QUANT_TYPE, ExportState
 from espq.ir import Node
 
@@ -129,6 +130,26 @@ class _Layout:
         node.inputs[idx] = self.s.new_initializer(f"{node.name}_{base}", value)
         self.g.invalidate()
 
+    def per_channel_prelu(self, node: Node) -> bool:
+        """PRelu with a per-channel slope runs channel-last: ESP-DL's PRelu module reads alpha[c] for
+        c < ``input->shape[3]`` (dl_module_prelu.hpp ``forward``, dl_base.hpp ``get_activation_args``)
+        and asserts a 3-D slope ``[C, 1, 1]`` (``deserialize``), so the slope is stored as ``[C, 1, 1]``
+        and a 4-D input is brought to NHWC. Other slope shapes or ranks do not run on the chip."""
+        slope = self.const_input(node, 1) if node.op_type == "PRelu" else None
+        if slope is None:
+            return False
+        shape = self.s.graph.shape(node.inputs[0])
+        rank = len(shape) if shape is not None else 0
+        full = (1,) * (rank - slope.ndim) + slope.shape  # ONNX broadcasting aligns on the right
+        if slope.size != 1 and (rank != 4 or full != (1, int(shape[1]), 1, 1)):
+            raise UnsupportedOpError(
+                f"node '{node.name}' (PRelu): slope shape {list(slope.shape)} on a {rank}-D input "
+                f"{list(shape or [])}; ESP-DL runs PRelu on 4-D tensors with one slope or one per "
+                "channel ([C, 1, 1]); reshape the input to 4-D or use a per-channel slope"
+            )
+        self.g.initializers[node.inputs[1]] = np.ascontiguousarray(slope.reshape(slope.size, 1, 1))
+        return slope.size > 1
+
     # -------------------------------------------------------------- rules
     def visit(self, node: Node) -> None:
         op = node.op_type
@@ -137,7 +158,7 @@ class _Layout:
             return
         x = node.inputs[acts[0]]
         r = self.s.rank(x)
-        if op in CONV_LIKE and acts[0] == 0 and channel_last_perm(r):
+        if (op in CONV_LIKE or self.per_channel_prelu(node)) and acts[0] == 0 and channel_last_perm(r):
             p = channel_last_perm(r)
             self.ensure(node, 0, p)
             for i in acts[1:]:
@@ -291,7 +312,9 @@ def to_channel_last(state: ExportState) -> int:
     g = state.graph
     for name in g.inputs:
         r = state.rank(name)
-        if channel_last_perm(r) and any(c.op_type in CONV_LIKE for c in g.consumers(name)):
+        if channel_last_perm(r) and any(
+            c.op_type in CONV_LIKE or lay.per_channel_prelu(c) for c in g.consumers(name)
+        ):
             lay.set_perm(name, channel_last_perm(r))
     for node in list(g.nodes):
         lay.visit(node)

@@ -135,15 +135,19 @@ def layout_perms(model: EspdlModel) -> dict[str, Perm]:
         vi = vis.get(name)
         return len(vi.shape) if vi is not None and vi.shape is not None else None
 
+    def channel_last(node) -> bool:  # a PRelu's per-channel slope runs along shape[3] (NHWC)
+        slope = inits.get(node.inputs[1]) if node.op_type == "PRelu" and len(node.inputs) > 1 else None
+        return node.op_type in CONV_LIKE or (slope is not None and slope.numel > 1)
+
     perms: dict[str, Perm] = {}
     for vi in g.inputs:
         r = rank(vi.name)
         cl = channel_last_perm(r or 0)
-        if cl is not None and any(n.op_type in CONV_LIKE for n in g.consumers(vi.name)):
+        if cl is not None and any(channel_last(n) for n in g.consumers(vi.name)):
             perms[vi.name] = cl
     for node in g.nodes:
         acts = [t for t in node.inputs if t and t not in inits]
-        if node.op_type in CONV_LIKE:
+        if channel_last(node):
             for t in node.outputs:
                 cl = channel_last_perm(rank(t) or 0)
                 if cl is not None:
