@@ -29,15 +29,14 @@ from espq.utils import atomic_write_bytes, check_outputs
 
 #: keyword arguments ESP-PPQ forwards to get_target_platform / the exporter that espq implements
 EXPORT_KWARGS = ("metadata_props", "model_version", "int16_lut_step")
+#: ESP-PPQ's streaming export arguments, passed to QuantizedModel.export as they are
+STREAMING_KWARGS = ("auto_streaming", "streaming_table", "streaming_input_shape", "streaming_custom_passes")
 KNOWN_KWARGS = (
-    *EXPORT_KWARGS, "hi_precision", "dispatching_override", "dispatching_method", "encrypt_data",
+    *EXPORT_KWARGS, *STREAMING_KWARGS, "hi_precision", "dispatching_override", "dispatching_method",
+    "encrypt_data",
 )  # fmt: skip
 #: ESP-PPQ features espq does not implement: a clear error instead of a silent no-op
 UNSUPPORTED_KWARGS = {
-    "auto_streaming": "streaming export",
-    "streaming_table": "streaming export",
-    "streaming_input_shape": "streaming export",
-    "streaming_custom_passes": "streaming export",
     "config_path": "a custom .json path (the config is written beside the .espdl)",
 }
 
@@ -59,7 +58,8 @@ def to_quant_setting(
     setting: QuantizationSetting | None, num_of_bits: int, kwargs: dict[str, Any]
 ) -> QuantSetting:
     """Map an ESP-PPQ-style settings object (plus deprecated ``dispatching_override``) to espq's."""
-    setting = setting or QuantizationSettingFactory.espdl_setting()
+    setting = setting or QuantizationSettingFactory.espdl_setting(num_of_bits)
+    setting.check()  # one ConfigError for every switched-on ESP-PPQ field espq does not implement
     precision = setting.dispatching_table.precision()
     for name, platform in (kwargs.get("dispatching_override") or {}).items():
         precision[name] = platform_precision(platform)
@@ -164,7 +164,10 @@ def _run_pipeline(
             export_config=export_config,
             # ESP-PPQ's encrypt_data=True: a random key, written to <stem>.key / <stem>_key.h
             key="auto" if kwargs.get("encrypt_data") else None,
-            **{k: kwargs[k] for k in EXPORT_KWARGS if k in kwargs},
+            **{
+                **(setting.export_options() if setting is not None else {}),
+                **{k: kwargs[k] for k in EXPORT_KWARGS + STREAMING_KWARGS if k in kwargs},
+            },
         )
     return qm
 
