@@ -2,11 +2,12 @@
 
 Main entry points: :func:`load`, :func:`run_float`, :func:`check_model`, :func:`quantize` (→
 :class:`QuantizedModel` with ``run``, ``analyse``, ``export``), :func:`auto_mixed_precision`,
-:func:`run_espdl` (bit-exact ESP-DL integer inference of a ``.espdl``), and the ESP-PPQ-compatible
+:func:`run_espdl` (bit-exact ESP-DL integer inference of a ``.espdl``), :func:`autoquant` (search the
+quantization settings within latency/size budgets), and the ESP-PPQ-compatible
 functions of :mod:`espq.api`.
 """
 
-from espq import utils
+from espq import autoquant, utils
 from espq._version import __version__
 from espq.api import (
     QuantizationSettingFactory,
@@ -32,6 +33,7 @@ __all__ = [
     "TargetPlatform",
     "__version__",
     "auto_mixed_precision",
+    "autoquant",
     "check_model",
     "espdl_quantize_onnx",
     "espdl_quantize_tf",
