@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from espq.autoquant.backends import make_backend
+from espq.autoquant.backends import check_backend, make_backend
 from espq.autoquant.runner import Context, RunResult, latency_estimator, run_config
 from espq.autoquant.search import FINAL, Budgets, pareto_front, survivors, top_k
 from espq.autoquant.space import Config, default_space, unique
@@ -176,6 +176,7 @@ def autoquant(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "eta" else 1):
             raise ConfigError(f"{name} must be an integer >= {2 if name == 'eta' else 1}, got {value!r}")
+    check_backend(backend, workers)
     latency = latency_estimator() is not None
     if max_latency_ms is not None and not latency:
         raise ConfigError(

@@ -109,12 +109,17 @@ class RayBackend(SerialBackend):
         return list(self._ray.get(refs))
 
 
-def make_backend(name: str, ctx: Context, workers: int, address: str | None = None) -> Any:
-    """The backend called ``name`` ("process" with one worker runs in this process)."""
+def check_backend(name: str, workers: int) -> None:
+    """Raise :class:`ConfigError` for an unknown backend or a bad worker count."""
     if name not in BACKENDS:
         raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+
+
+def make_backend(name: str, ctx: Context, workers: int, address: str | None = None) -> Any:
+    """The backend called ``name`` ("process" with one worker runs in this process)."""
+    check_backend(name, workers)
     if name == "ray":
         return RayBackend(ctx, workers, address)
     if name == "process" and workers > 1:
@@ -122,4 +127,4 @@ def make_backend(name: str, ctx: Context, workers: int, address: str | None = No
     return SerialBackend(ctx)
 
 
-__all__ = ["BACKENDS", "ProcessBackend", "RayBackend", "SerialBackend", "make_backend"]
+__all__ = ["BACKENDS", "ProcessBackend", "RayBackend", "SerialBackend", "check_backend", "make_backend"]
