@@ -153,6 +153,8 @@ _ENTRIES: list[OpFacts] = [
     _f("QuantizeLinear", L.UNARY, Q.OBSERVED),
     _f("DequantizeLinear", L.UNARY, Q.OBSERVED),
     _f("RequantizeLinear", L.UNARY, Q.OBSERVED, buffer=B.INPLACE),
+    # ESP-PPQ copies the input's exponent and perm (esp_ppq_facts §8 insert_streaming_nodes)
+    _f("StreamingCache", L.UNARY, Q.PASSIVE),
     *(
         _not_esp_dl(op, L.UNARY)
         for op in ("Erf", "Cast", "Softplus", "Abs", "Cos", "Sin", "Tan", "Not", "Floor", "Round", "Ceil")
@@ -197,13 +199,6 @@ _ENTRIES: list[OpFacts] = [
     _f("Unsqueeze", L.ORIGINAL, Q.PASSIVE, buffer=B.VIEW, index_inputs={1}),
     _f("ReverseSequence", L.ORIGINAL, Q.PASSIVE),
     _f("ScatterND", L.ORIGINAL, Q.ALIGN_TO_OUTPUT, aligned_inputs=(0, 2), index_inputs={1}),
-    _f(
-        "StreamingCache",
-        L.ORIGINAL,
-        Q.PASSIVE,
-        note="ESP-PPQ copies the input perm (esp_ppq_facts §8); espq's exporter restores the original layout "
-        "first, so frame_axis stays an ONNX axis",
-    ),
     _f("LayerNormalization", L.ORIGINAL, Q.OBSERVED),
     _f("RMSNormalization", L.ORIGINAL, Q.OBSERVED, index_inputs={1}),
     _f("GRU", L.ORIGINAL, Q.OBSERVED, index_inputs={4}, fixed_exponent_inputs={3}),

@@ -27,34 +27,15 @@ import numpy as np
 from espq.errors import UnsupportedOpError
 from espq.export.lower.state import QUANT_TYPE, ExportState
 from espq.ir import Node
+from espq.ir.op_facts import CONV_LAYOUT_OPS, OP_FACTS, Axes, Layout, ops_with
 
-CONV_LIKE = frozenset(
-    {
-        "Conv",
-        "AveragePool",
-        "GlobalAveragePool",
-        "MaxPool",
-        "GlobalMaxPool",
-        "Resize",
-        "DepthToSpace",
-        "SpaceToDepth",
-        "InsertZeros",
-    }
-)
-UNARY = frozenset(
-    {
-        "Relu", "PRelu", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "Elu", "Erf", "Gelu", "Clip",
-        "Cast", "LeakyRelu", "Softplus", "Identity", "Swish", "Abs", "Exp", "Log", "Sqrt", "Cos",
-        "Sin", "Tan", "Not", "Floor", "Round", "Ceil", "Neg", "Reciprocal", "LUT", "Selu", "Softsign",
-        "QuantizeLinear", "DequantizeLinear", "RequantizeLinear",
-    }
-)  # fmt: skip
-BROADCAST = frozenset(
-    {"Add", "Sub", "Mul", "Div", "Pow", "Mod", "And", "Or", "Xor", "Equal", "Greater", "GreaterOrEqual",
-     "Less", "LessOrEqual"}
-)  # fmt: skip
-AXIS_ATTR_OPS = frozenset({"Softmax", "LogSoftmax", "LpNormalization", "Concat", "Split"})
-AXIS_DEFAULTS = {"Softmax": -1, "LogSoftmax": -1, "LpNormalization": -1, "Split": 0}
+# the op families are the op-facts table's (espq.ir.op_facts); the runner's layout replay reads the same
+CONV_LIKE = CONV_LAYOUT_OPS
+UNARY = ops_with(layout=Layout.UNARY)
+BROADCAST = ops_with(layout=Layout.BROADCAST)
+AXIS_OPS = ops_with(layout=Layout.AXIS)
+AXIS_ATTR_OPS = ops_with(axes=Axes.ATTR)
+AXIS_DEFAULTS = {op: OP_FACTS[op].axis_default for op in AXIS_ATTR_OPS}
 
 
 def channel_last_perm(rank: int | None) -> tuple[int, ...] | None:
@@ -168,7 +149,7 @@ class _Layout:
             self.outputs_like(node, self.s.perm(x))
         elif op in BROADCAST:
             self.broadcast(node, acts)
-        elif op in AXIS_ATTR_OPS or op.startswith("Reduce") or op in ("Slice", "Pad", "Gather"):
+        elif op in AXIS_OPS:
             if not self.axis_op(node, acts):
                 self.to_original(node)
         elif op == "Transpose":

@@ -11,10 +11,11 @@ nodes of that graph):
   otherwise the exporter would have inserted a Transpose between them, so the input keeps the
   original layout;
 * outputs of conv-like ops are channel-last;
-* activations, quantisation ops, element-wise ops, Concat, Softmax-like and Reduce ops pass the
-  permutation of their first activation input of the same rank through (Reduce with
-  ``keepdims=0`` drops the reduced axes);
-* everything else (Transpose, Reshape, Gemm, MatMul, Gather, ...) produces the original layout.
+* unary, broadcasting and axis ops (activations, quantisation ops, element-wise ops, Concat,
+  Softmax-like, Reduce, Slice, Pad, Gather: ``espq.ir.op_facts.INHERIT_LAYOUT_OPS``) pass the
+  permutation of their first activation input of the same rank through (Reduce with ``keepdims=0``
+  drops the reduced axes);
+* everything else (Transpose, Reshape, Gemm, MatMul, ...) produces the original layout.
 
 Inputs are converted ``original -> exported`` with ``np.transpose(x, perm)``, outputs back with the
 inverse permutation.
@@ -28,66 +29,14 @@ import numpy as np
 
 from espq.espdl.model import EspdlModel, EspdlValueInfo
 from espq.espdl.schema import NUMPY_DTYPES
-from espq.ir.ops import REDUCE_OPS
+from espq.ir.op_facts import CONV_LAYOUT_OPS, INHERIT_LAYOUT_OPS
 from espq.targets import Target
 from espq.targets.rounding import quantize
 
-CONV_LIKE = frozenset(
-    {
-        "Conv",
-        "AveragePool",
-        "GlobalAveragePool",
-        "MaxPool",
-        "Resize",
-        "DepthToSpace",
-        "SpaceToDepth",
-        "InsertZeros",
-    }
-)
-
-#: ops whose output keeps the layout of their (first) activation input (PASSIVE, ADD_LIKE, AXIS ops)
-_INHERIT = frozenset(
-    {
-        "Relu",
-        "LeakyRelu",
-        "PRelu",
-        "Clip",
-        "Sigmoid",
-        "Tanh",
-        "HardSigmoid",
-        "HardSwish",
-        "Swish",
-        "Elu",
-        "Gelu",
-        "LUT",
-        "Exp",
-        "Log",
-        "Sqrt",
-        "Neg",
-        "Identity",
-        "QuantizeLinear",
-        "DequantizeLinear",
-        "RequantizeLinear",
-        "Add",
-        "Sub",
-        "Mul",
-        "Div",
-        "Pow",
-        "Mod",
-        "Equal",
-        "Greater",
-        "GreaterOrEqual",
-        "Less",
-        "LessOrEqual",
-        "Softmax",
-        "LogSoftmax",
-        "LpNormalization",
-        "Split",
-        "Concat",
-        "StreamingCache",
-        *REDUCE_OPS,
-    }
-)
+CONV_LIKE = CONV_LAYOUT_OPS
+#: ops whose output keeps the layout of their (first) activation input: the exporter's UNARY, BROADCAST
+#: and AXIS families (one set from the op-facts table, so the replay and the exporter agree)
+_INHERIT = INHERIT_LAYOUT_OPS
 
 Perm = tuple[int, ...]
 
