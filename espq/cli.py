@@ -316,6 +316,69 @@ def analyse(
 
 @app.command()
 @_handle_errors
+def autoquant(
+    model: Path = typer.Argument(..., help="ONNX model."),
+    calib: Path = typer.Option(..., "--calib", help=CALIB_HELP),
+    target: str = typer.Option("esp32p4", "--target"),
+    bits: int = typer.Option(8, "--bits"),
+    steps: int = typer.Option(None, "--steps", help="Calibration batches (default: all)."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    size: list[int] = typer.Option(None, "--size", help=SIZE_HELP),
+    mean: list[float] = typer.Option(None, "--mean"),
+    std: list[float] = typer.Option(None, "--std"),
+    scale: float = typer.Option(1 / 255, "--scale"),
+    max_latency_ms: float = typer.Option(None, "--max-latency-ms", help="Predicted on-chip latency limit."),
+    max_size_bytes: int = typer.Option(None, "--max-size-bytes", help="Parameter bytes limit."),
+    max_evaluations: int = typer.Option(4, "--max-evaluations", help="Finalists run on all batches."),
+    workers: int = typer.Option(1, "--workers", help="Local worker processes (one torch thread each)."),
+    backend: str = typer.Option("process", "--backend", help="process, serial or ray."),
+    seed: int = typer.Option(0, "--seed", help="Chooses the proxy's calibration batches."),
+    run_dir: Path = typer.Option(Path("espq-autoquant"), "--run-dir", help="Search records and runs."),
+    resume: bool = typer.Option(False, "--resume", help="Skip the runs already recorded in --run-dir."),
+    out: Path = typer.Option(None, "--out", help="Export the chosen model here (+ .info, .json)."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+) -> None:
+    """Search quantization settings (observer, equalization, exponent search, bias correction, int16
+    layers) for the lowest output error within the budgets; writes <run-dir>/report.html.
+
+    Example: espq autoquant resnet20.onnx --calib calib_images/ --size 32 32 --target esp32s3 --workers 2
+    --out resnet20.espdl
+    """
+    import espq
+    from espq.quant.model import export_outputs
+    from espq.utils import check_outputs
+
+    out_path = out or model.with_suffix(".espdl")
+    check_outputs(export_outputs(out_path), [model, calib], force)
+    data = _calibration(calib, batch_size, _shape(size), mean, std, scale, None)
+    result = espq.autoquant(
+        model,
+        data,
+        target,
+        max_latency_ms=max_latency_ms,
+        max_size_bytes=max_size_bytes,
+        max_evaluations=max_evaluations,
+        workers=workers,
+        backend=backend,
+        seed=seed,
+        bits=bits,
+        calib_steps=steps,
+        run_dir=run_dir,
+        resume=resume,
+        log=typer.echo,
+    )
+    result.model.source_files = [model, calib]
+    result.export(out_path, overwrite=force)
+    best = result.best
+    typer.echo(
+        f"chosen: {best['label']} (output NSR {best['nsr']:.3e}, {best['param_bytes']} parameter bytes, "
+        f"{len(best['int16_layers'])} int16 layer(s)); {result.runs} run(s) in {result.seconds:.1f} s"
+    )
+    typer.echo(f"wrote {out_path} and {run_dir / 'report.html'}")
+
+
+@app.command()
+@_handle_errors
 def pack(
     files: list[Path] = typer.Argument(..., help=".espdl files (or packages) to pack, in order."),
     out: Path = typer.Option(..., "-o", "--out", help="Output package, e.g. models.espdl."),

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from espq.autoquant.backends import check_backend, make_backend
+from espq.autoquant.report import write_report
 from espq.autoquant.runner import Context, RunResult, latency_estimator, run_config
 from espq.autoquant.search import FINAL, Budgets, pareto_front, survivors, top_k
 from espq.autoquant.space import Config, default_space, unique
@@ -47,6 +48,7 @@ class AutoQuantResult:
     runs: int
     seconds: float
     score_direction: str
+    budgets: dict[str, Any] = field(default_factory=dict)
     _ctx: Context = field(repr=False, default=None)
     _models: dict[str, QuantizedModel] = field(repr=False, default_factory=dict)
 
@@ -63,6 +65,15 @@ class AutoQuantResult:
             r = run_config(self._ctx, self.config, self.best["batches"], keep_model=True)
             self._models[key] = to_model(r, self._ctx.target)
         return self._models[key]
+
+    def export(self, path: str | Path, **kwargs: Any) -> Any:
+        """Export the chosen model to ``path`` (+ ``.info``/``.json``; :meth:`QuantizedModel.export`)."""
+        return self.model.export(path, **kwargs)
+
+    def write_report(self, path: str | Path | None = None) -> Path:
+        """Write the search's HTML report (:mod:`espq.autoquant.report`); default
+        ``<run_dir>/report.html`` (written by every search)."""
+        return write_report(self, self.run_dir / "report.html" if path is None else path, self.budgets)
 
 
 def to_model(result: RunResult, target: str) -> QuantizedModel:
@@ -227,7 +238,7 @@ def autoquant(
         )
     candidates = top_k(within, num_candidates, direction, candidate_filter)
     store.write_candidates(candidates)
-    return AutoQuantResult(
+    result = AutoQuantResult(
         best=candidates[0],
         candidates=candidates,
         front=pareto_front(finals, direction),
@@ -236,9 +247,12 @@ def autoquant(
         runs=runner.runs,
         seconds=time.perf_counter() - start,
         score_direction=direction,
+        budgets={"max_latency_ms": max_latency_ms, "max_size_bytes": max_size_bytes},
         _ctx=ctx,
         _models=models,
     )
+    result.write_report()
+    return result
 
 
 __all__ = ["AutoQuantResult", "autoquant", "to_model"]
