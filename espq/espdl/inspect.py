@@ -29,15 +29,13 @@ from espq.errors import EspdlFormatError, EspqError
 from espq.espdl.model import EspdlModel, EspdlValueInfo
 from espq.espdl.schema import NUMPY_DTYPES, TensorDataType
 from espq.espdl.validate import quant_type_of, violations
+from espq.ir.op_facts import Buffer, ops_with
 from espq.targets.infer import infer_target
 
 #: ops that may overwrite an input buffer that dies at the node (§5.1 "changed buffer").
-CHANGED_BUFFER_OPS = frozenset(
-    {"Add", "Sub", "Mul", "RequantizeLinear", "LUT", "Gelu", "Relu", "LeakyRelu", "PRelu", "Clip"}
-    | {"Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Swish", "Elu", "Exp", "Log", "Sqrt", "Neg"}
-)
+CHANGED_BUFFER_OPS = ops_with(buffer=Buffer.INPLACE)
 #: ops whose output is a view of their input (§5.1 "unchanged buffer").
-VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+VIEW_OPS = ops_with(buffer=Buffer.VIEW)
 
 
 def _load(source: EspdlModel | str | os.PathLike | bytes) -> tuple[EspdlModel, str | None]:

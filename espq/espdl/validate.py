@@ -30,6 +30,7 @@ from espq.errors import ValidationError
 from espq.espdl.decode import MAX_ABS_EXPONENT
 from espq.espdl.model import EspdlGraph, EspdlModel, EspdlNode, EspdlTensor, EspdlValueInfo
 from espq.espdl.schema import TensorDataType as DT
+from espq.ir.op_facts import ops_with
 from espq.targets import EQUAL_EXPONENT_OPS, NONNEGATIVE_SHIFT_OPS, OP_TABLE, ExponentRule, Target, get_target
 
 #: quant_type strings the loader understands, mapped to espq's names (§2.2; S32 is never used by kernels).
@@ -49,12 +50,9 @@ BITS = {"S8": 8, "S16": 16}
 #: ops whose kernels convert between representations: their activation dtypes are free (§4.9).
 CONVERT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "RequantizeLinear"})
 #: int8 ops that switch to the LUT module when their ``lut`` attribute names an initializer (§3.3);
-#: at int16 only ``LUT`` and ``Gelu`` read tables.
-LUT_OPS_S8 = frozenset(
-    {"Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Swish", "Elu"}
-    | {"Exp", "Log", "Sqrt", "Gelu", "LUT"}
-)
-LUT_OPS_S16 = frozenset({"LUT", "Gelu"})
+#: at int16 only ``LUT`` and ``Gelu`` read tables (op-facts table: ``reads_lut_bits``).
+LUT_OPS_S8 = ops_with(reads_lut_bits=8)
+LUT_OPS_S16 = ops_with(reads_lut_bits=16)
 #: fused activations the conv-like kernels implement (§2.2, §4.2).
 FUSED_ACTIVATIONS = frozenset({"Linear", "None", "Relu"})
 INT_DTYPES = frozenset({DT.INT8, DT.INT16})

@@ -28,6 +28,7 @@ from espq.export.weights import (
     to_int,
 )
 from espq.ir import Node
+from espq.ir.quant_rules import WEIGHTED_OPS
 from espq.ir.spec import F32, TensorSpec
 
 DT = TensorDataType
@@ -45,7 +46,7 @@ _NUMPY_TO_DT = {
     np.dtype(np.uint64): DT.UINT64,
     np.dtype(np.bool_): DT.BOOL,
 }
-WEIGHTED = {"Conv": (1, 2), "Gemm": (1, 2), "MatMul": (1, None)}
+WEIGHTED = WEIGHTED_OPS
 
 
 def int_type(bits: int) -> int:

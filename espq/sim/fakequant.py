@@ -34,7 +34,7 @@ from espq.targets.rounding import dequantize, quantize
 HALF_EVEN = Rounding.HALF_EVEN.value
 
 FAKEQUANT_OP = "EspqFakeQuant"
-WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
+WEIGHTED_OPS = tuple(rules.WEIGHTED_OPS)
 
 
 def fake_quant(x: torch.Tensor, spec: TensorSpec, rounding: str) -> torch.Tensor:

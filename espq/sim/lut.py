@@ -20,21 +20,17 @@ import torch
 
 from espq.errors import ConfigError
 from espq.ir import Node
+from espq.ir.op_facts import ops_with
 from espq.sim.float.registry import KERNELS, KernelFn
 from espq.targets import Target
 from espq.targets.rounding import dequantize, lut16_index, quantize
 
-#: S8 ops whose ESP-DL module switches to the table when ``lut`` names an initializer (§3.3), plus
-#: Gelu (registered as the LUT module, it needs a table).
-LUT8_OPS = frozenset(
-    {"Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Swish", "Elu",
-     "Exp", "Log", "Sqrt", "Gelu"}
-)  # fmt: skip
+#: S8 ops the exporter replaces by a 256-entry table: the ops whose ESP-DL module switches to the table when
+#: ``lut`` names an initializer (§3.3), plus Gelu (registered as the LUT module, it needs a table).
+LUT8_OPS = ops_with(lut_bits=8)
 #: S16 ops rewritten to op_type ``LUT`` (the S16 modules of the others compute directly; piecewise-linear
 #: ops Relu/LeakyRelu/PRelu/Clip stay exact modules rather than lossy nearest-entry tables).
-LUT16_OPS = frozenset(
-    {"Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Swish", "Elu", "Exp", "Log", "Sqrt", "Gelu"}
-)
+LUT16_OPS = ops_with(lut_bits=16)
 
 
 def lut_codes(bits: int, step: int) -> np.ndarray:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from espq.errors import UnsupportedOpError
 from espq.export.lower.state import ExportState
+from espq.ir.quant_rules import RELU_FUSION_HOSTS
 from espq.ir.spec import F32
 
-HOSTS = ("Conv", "Gemm", "MatMul")
+HOSTS = RELU_FUSION_HOSTS
 
 
 def fuse_relu(state: ExportState) -> int:
