@@ -10,6 +10,7 @@ functions of :mod:`espq.api`.
 from espq import autoquant, utils
 from espq._version import __version__
 from espq.api import (
+    QuantizationSetting,
     QuantizationSettingFactory,
     TargetPlatform,
     espdl_quantize_onnx,
@@ -28,6 +29,7 @@ from espq.sim.integer import run_espdl
 __all__ = [
     "EspqError",
     "QuantSetting",
+    "QuantizationSetting",
     "QuantizationSettingFactory",
     "QuantizedModel",
     "TargetPlatform",

@@ -6,16 +6,48 @@ from espq.api.autoquant import (
     load_best_setting,
     low_latency_candidate_filter,
 )
+from espq.api.compat import DISABLE_CUDA_KERNEL, ENABLE_CUDA_KERNEL, generate_test_value
 from espq.api.espdl import espdl_quantize_onnx, espdl_quantize_tf, espdl_quantize_torch
 from espq.api.platforms import TargetPlatform, get_target_platform
 from espq.api.settings import (
+    ActivationQuantizationSetting,
+    BiasCorrectionSetting,
+    BlockwiseReconstructionSetting,
+    ChannelSplitSetting,
     DispatchingTable,
     EqualizationSetting,
+    GraphFormatSetting,
+    LSQSetting,
+    LUTOptimizationSetting,
+    ParameterQuantizationSetting,
+    QuantizationFusionSetting,
     QuantizationSetting,
     QuantizationSettingFactory,
+    QuantizationVisibility,
+    SSDEqualizationSetting,
+    TemplateSetting,
+    TQTSetting,
+    WeightSplitSetting,
 )
 
 __all__ = [
+    "DISABLE_CUDA_KERNEL",
+    "ENABLE_CUDA_KERNEL",
+    "ActivationQuantizationSetting",
+    "BiasCorrectionSetting",
+    "BlockwiseReconstructionSetting",
+    "ChannelSplitSetting",
+    "GraphFormatSetting",
+    "LSQSetting",
+    "LUTOptimizationSetting",
+    "ParameterQuantizationSetting",
+    "QuantizationFusionSetting",
+    "QuantizationVisibility",
+    "SSDEqualizationSetting",
+    "TQTSetting",
+    "TemplateSetting",
+    "WeightSplitSetting",
+    "generate_test_value",
     "AutoQuantSearchSetting",
     "DispatchingTable",
     "EqualizationSetting",

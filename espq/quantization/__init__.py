@@ -1,0 +1,1 @@
+"""ESP-PPQ's ``esp_ppq.quantization`` path; only :mod:`espq.quantization.analyse` is provided."""
