@@ -2,8 +2,12 @@
 
 A node's cost is described by :class:`NodeCost` (MACs, bytes moved, quant type; computed from an `.espdl`
 by :func:`espq.espdl.cost.node_costs`). :func:`feature_vector` maps one node onto the cost groups of
-:data:`espq.targets.latency_table.GROUPS` (int8 MACs of standard / depthwise convolutions and of Gemm/MatMul,
-int16 MACs, bytes moved by the other integer ops, elements of float-fallback nodes, a per-node overhead);
+:data:`espq.targets.latency_table.GROUPS`, which follow ESP-DL's kernel choice
+(esp-dl:esp-dl/dl/base/dl_base_conv2d.cpp): MACs of the 1x1 / 3x3 / other-size kernels (Gemm and MatMul
+run as 1x1 convolutions, dl_module_gemm.hpp / dl_module_matmul.hpp) and of depthwise convolutions, the
+extra cost of "unaligned" kernels (channels not a multiple of 16) and of int16, weight bytes read by MAC
+ops, activation bytes moved by every integer op except views, elements of float-fallback nodes, a
+per-node overhead;
 a chip's coefficients (ms per unit of each group, non-negative, fitted by ``bench/latency_fit.py`` on
 Espressif's published model-zoo latencies, provenance in the table module) turn the features into
 milliseconds. The model is linear, so a node's share of the total is its own prediction.
@@ -19,40 +23,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from espq.targets import latency_table
+from espq.targets.cost import MAC_OPS, VIEW_OPS, NodeCost, node_costs
+from espq.targets.infer import infer_target
+from espq.targets.memory import activation_memory
 from espq.targets.registry import get_target
-
-#: ops whose output is a view of the input (no data moved; esp_dl_facts.md §5.1 "unchanged buffer").
-VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
-#: ops priced by multiply-accumulates.
-MAC_OPS = frozenset({"Conv", "Gemm", "MatMul"})
-
-
-@dataclass(frozen=True)
-class NodeCost:
-    """Cost features of one node.
-
-    ``macs``: multiply-accumulates (Conv/Gemm/MatMul; 0 elsewhere); ``input_bytes`` / ``output_bytes``:
-    activation bytes read / written (parameters excluded); ``param_bytes``: bytes of the node's
-    initializer inputs (weights, bias, LUT); ``elements``: activation elements read + written;
-    ``quant_type``: "S8" / "S16" / "F32" or None; ``depthwise``: a grouped Conv with one input channel per
-    group; ``int16`` / ``float_fallback``: the node runs at 16 bit / in float.
-    """
-
-    name: str
-    op_type: str
-    quant_type: str | None
-    macs: int
-    input_bytes: int
-    output_bytes: int
-    param_bytes: int
-    elements: int
-    depthwise: bool = False
-    int16: bool = False
-    float_fallback: bool = False
 
 
 @dataclass
@@ -76,6 +55,11 @@ class LatencyEstimate:
     groups: dict[str, float] = field(default_factory=dict)
 
 
+def _aligned(cost: NodeCost) -> bool:
+    step = latency_table.CHANNEL_ALIGN
+    return cost.in_channels % step == 0 and cost.out_channels % step == 0 and cost.in_channels > 0
+
+
 def feature_vector(cost: NodeCost) -> np.ndarray:
     """The node's amounts per cost group, in :data:`latency_table.GROUPS` order."""
     v = np.zeros(len(latency_table.GROUPS))
@@ -84,16 +68,44 @@ def feature_vector(cost: NodeCost) -> np.ndarray:
     if cost.float_fallback:
         v[idx["float_elements"]] = cost.elements + cost.macs
     elif cost.op_type in MAC_OPS:
-        if cost.int16:
-            key = "macs_s16"
-        elif cost.op_type != "Conv":
-            key = "gemm_macs_s8"
+        v[idx["weight_bytes"]] = cost.param_bytes
+        if cost.depthwise:
+            key = "dw_macs"
         else:
-            key = "dw_macs_s8" if cost.depthwise else "conv_macs_s8"
-        v[idx[key]] = cost.macs
+            key = {1: "conv1x1_macs", 9: "conv3x3_macs"}.get(cost.kernel, "conv_other_macs")
+        # PIE's 128-bit registers hold 16 int8 or 8 int16 lanes: an int16 MAC is at least two int8 ones
+        v[idx[key]] = cost.macs * (2 if cost.int16 else 1)
+        if not cost.depthwise and not _aligned(cost):
+            v[idx["unaligned_extra_macs"]] = cost.macs
+        if cost.int16:
+            v[idx["int16_extra_macs"]] = cost.macs
+        v[idx["moved_bytes"]] = cost.input_bytes + cost.output_bytes
     elif cost.op_type not in VIEW_OPS:
         v[idx["moved_bytes"]] = cost.input_bytes + cost.output_bytes
     return v
+
+
+def kernel_cost(k: latency_table.KernelLatency) -> NodeCost:
+    """The :class:`NodeCost` of one published int8 kernel timing (a Conv with bias, channel-last)."""
+    c, h, w = k.input_chw
+    n, cg, kh, kw = k.filter_nckk
+    oh = (h + 2 * k.pads[0] - kh) // k.strides[0] + 1
+    ow = (w + 2 * k.pads[1] - kw) // k.strides[1] + 1
+    macs = oh * ow * n * cg * kh * kw
+    return NodeCost(
+        name=f"conv{kh}x{kw}_{c}x{h}x{w}",
+        op_type="Conv",
+        quant_type="S8",
+        macs=macs,
+        input_bytes=c * h * w,
+        output_bytes=n * oh * ow,
+        param_bytes=n * cg * kh * kw + 4 * n,
+        elements=c * h * w + n * oh * ow,
+        depthwise=k.depthwise,
+        kernel=kh * kw,
+        in_channels=c,
+        out_channels=n,
+    )
 
 
 def coefficients(target: str) -> np.ndarray | None:
@@ -135,12 +147,32 @@ def build_estimate(
     )
 
 
+def estimate(model: Any, target: str | None = None) -> LatencyEstimate:
+    """Predicted single-core latency and peak memory of an :class:`~espq.espdl.model.EspdlModel`.
+
+    ``target``: a chip name or alias; None takes the file's ``metadata_props["target"]``, else the target
+    inferred from its weights (:func:`espq.targets.infer.infer_target`). ``param_bytes`` is the sum of the
+    initializers' data bytes, ``peak_activation_bytes`` the largest sum of simultaneously live activation
+    buffers (:func:`espq.targets.memory.activation_memory`). For a path or the file's bytes use
+    :func:`espq.espdl.cost.estimate` (this layer does not read files). Targets without published
+    latencies give ``ms`` NaN and a ``note``.
+    """
+    if target is None:
+        target = infer_target(model).name
+    g = model.graph
+    return build_estimate(
+        node_costs(model),
+        target,
+        param_bytes=sum(len(t.raw) for t in g.initializers.values()),
+        peak_activation_bytes=activation_memory(model)["activation_peak_bytes"],
+    )
+
+
 __all__ = [
     "LatencyEstimate",
-    "MAC_OPS",
-    "NodeCost",
-    "VIEW_OPS",
     "build_estimate",
     "coefficients",
+    "estimate",
     "feature_vector",
+    "kernel_cost",
 ]
