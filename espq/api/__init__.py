@@ -29,6 +29,7 @@ from espq.api.settings import (
     TQTSetting,
     WeightSplitSetting,
 )
+from espq.export.streaming import insert_streaming_cache_on_var
 
 __all__ = [
     "DISABLE_CUDA_KERNEL",
@@ -59,6 +60,7 @@ __all__ = [
     "espdl_quantize_tf",
     "espdl_quantize_torch",
     "get_target_platform",
+    "insert_streaming_cache_on_var",
     "load_best_setting",
     "low_latency_candidate_filter",
 ]

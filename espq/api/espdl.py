@@ -29,15 +29,14 @@ from espq.utils import atomic_write_bytes, check_outputs
 
 #: keyword arguments ESP-PPQ forwards to get_target_platform / the exporter that espq implements
 EXPORT_KWARGS = ("metadata_props", "model_version", "int16_lut_step")
+#: ESP-PPQ's streaming export arguments, passed to QuantizedModel.export as they are
+STREAMING_KWARGS = ("auto_streaming", "streaming_table", "streaming_input_shape", "streaming_custom_passes")
 KNOWN_KWARGS = (
-    *EXPORT_KWARGS, "hi_precision", "dispatching_override", "dispatching_method", "encrypt_data",
+    *EXPORT_KWARGS, *STREAMING_KWARGS, "hi_precision", "dispatching_override", "dispatching_method",
+    "encrypt_data",
 )  # fmt: skip
 #: ESP-PPQ features espq does not implement: a clear error instead of a silent no-op
 UNSUPPORTED_KWARGS = {
-    "auto_streaming": "streaming export",
-    "streaming_table": "streaming export",
-    "streaming_input_shape": "streaming export",
-    "streaming_custom_passes": "streaming export",
     "config_path": "a custom .json path (the config is written beside the .espdl)",
 }
 
@@ -167,7 +166,7 @@ def _run_pipeline(
             key="auto" if kwargs.get("encrypt_data") else None,
             **{
                 **(setting.export_options() if setting is not None else {}),
-                **{k: kwargs[k] for k in EXPORT_KWARGS if k in kwargs},
+                **{k: kwargs[k] for k in EXPORT_KWARGS + STREAMING_KWARGS if k in kwargs},
             },
         )
     return qm

@@ -26,7 +26,8 @@ from espq.espdl.model import EspdlModel
 from espq.export.builder import build_model
 from espq.export.lower import lower
 from espq.export.reference import compare_models, plan_from_espdl
-from espq.export.test_values import build_test_values
+from espq.export.streaming import StreamingOptions, first_chunk_inputs, fix_frame_axes, streaming_model
+from espq.export.test_values import build_test_values, default_inputs
 from espq.utils import atomic_write_bytes, atomic_write_text
 
 
@@ -39,16 +40,43 @@ def build_espdl(
     model_version: int = 0,
     int16_lut_step: int = 32,
     doc_string: str = "",
+    streaming: StreamingOptions | None = None,
 ) -> EspdlModel:
     """The EspdlModel of quantized model ``qm`` (no validation, nothing written)."""
+    return _build(
+        qm, export_test_values, test_inputs, test_output_names, metadata_props, model_version,
+        int16_lut_step, doc_string, streaming,
+    )[0]  # fmt: skip
+
+
+def _build(
+    qm, export_test_values, test_inputs, test_output_names, metadata_props, model_version,
+    int16_lut_step, doc_string, streaming,
+):  # fmt: skip
+    """(model, the quantized model it was lowered from: ``qm`` or its streaming copy)."""
+    if streaming is not None:
+        qm_offline, qm = qm, streaming_model(qm, streaming)
+        if test_inputs is None and (export_test_values or test_output_names):
+            test_inputs = default_inputs(qm_offline.graph)  # offline draw: its first chunk is stored
+        if test_inputs is not None:
+            test_inputs = first_chunk_inputs(streaming, _feed_dict(qm_offline.graph, test_inputs))
     state, _ = lower(qm.graph, qm.plan, qm.target, int16_lut_step)
+    if streaming is not None:
+        fix_frame_axes(state)
     meta = {"target": qm.target.metadata_name}
     meta.update({str(k): str(v) for k, v in (metadata_props or {}).items()})
     model = build_model(state, meta, model_version, doc_string, __version__)
     if export_test_values or test_inputs is not None or test_output_names:
         ins, outs = build_test_values(qm, state, int16_lut_step, test_inputs, test_output_names)
         model.graph.test_inputs, model.graph.test_outputs = ins, outs
-    return model
+    return model, qm
+
+
+def _feed_dict(graph, inputs: Any) -> dict:
+    if isinstance(inputs, Mapping):
+        return dict(inputs)
+    items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    return dict(zip(graph.inputs, items))
 
 
 def export_model(
@@ -63,6 +91,7 @@ def export_model(
     int16_lut_step: int = 32,
     doc_string: str = "",
     key: bytes | None = None,
+    streaming: StreamingOptions | None = None,
 ) -> EspdlModel:
     """Write ``qm`` (a :class:`espq.QuantizedModel`) to ``path`` and return the written model.
 
@@ -76,6 +105,8 @@ def export_model(
     * ``int16_lut_step``: table step of int16 LUT ops (power of two; 0 keeps int16 activations as
       their own modules).
     * ``key``: a 16-byte AES key: the payload is AES-128-CTR encrypted (mode 1, header plain).
+    * ``streaming``: :func:`espq.export.streaming.streaming_options` - a streaming export (chunk
+      input shape, StreamingCache nodes; test values = the first chunk from a fresh state).
 
     Same inputs give byte-identical files. Raises UnsupportedOpError for a node the target cannot
     run, ConfigError for an unwritable path, ValidationError when the model breaks an ESP-DL rule.
@@ -85,9 +116,9 @@ def export_model(
     from espq.espdl.info import info_text
     from espq.espdl.validate import validate
 
-    model = build_espdl(
+    model, src = _build(
         qm, export_test_values, test_inputs, test_output_names, metadata_props, model_version,
-        int16_lut_step, doc_string,
+        int16_lut_step, doc_string, streaming,
     )  # fmt: skip
     validate(model, qm.target, strict=True)
     path = Path(path)
@@ -95,7 +126,7 @@ def export_model(
     if export_config:
         stem = path.with_suffix("")
         atomic_write_text(stem.with_suffix(".info"), info_text(model))
-        atomic_write_text(stem.with_suffix(".json"), config_json_text(model, qm.plan, qm.target))
+        atomic_write_text(stem.with_suffix(".json"), config_json_text(model, src.plan, qm.target))
     return model
 
 

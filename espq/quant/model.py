@@ -95,6 +95,10 @@ class QuantizedModel:
         int16_lut_step: int | None = None,
         key: bytes | str | Path | None = None,
         overwrite: bool = False,
+        streaming_input_shape: Any = None,
+        auto_streaming: bool = False,
+        streaming_table: Any = None,
+        streaming_custom_passes: Sequence[Any] | None = None,
     ):
         """Write ``path`` (.espdl) and, with ``export_config``, ``<stem>.info`` and ``<stem>.json``.
 
@@ -104,13 +108,22 @@ class QuantizedModel:
         ``key`` encrypts the payload (AES-128-CTR, header plain; needs the ``[crypto]`` extra): 16
         bytes, 32 hex digits or a key file; ``"auto"`` draws a random key and writes it to
         ``<stem>.key`` and ``<stem>_key.h`` (mode 0600; never printed).
+        Streaming export (ESP-PPQ's arguments, :mod:`espq.export.streaming`): ``streaming_input_shape``
+        is the chunk shape (one dim differs from the calibrated shape: the frame axis);
+        ``auto_streaming`` puts a StreamingCache before every Conv/pool along it; ``streaming_table``
+        lists :func:`espq.api.insert_streaming_cache_on_var` entries; ``streaming_custom_passes`` are
+        callables run on the IR graph copy first.
         The file is validated before it is written; the same model and inputs give identical bytes.
         Returns the written :class:`espq.espdl.EspdlModel`.
         """
         from espq.espdl.encrypt import resolve_export_key, write_key_files
         from espq.export import export_model
+        from espq.export.streaming import streaming_options
         from espq.utils import check_outputs
 
+        streaming = streaming_options(
+            self.graph, streaming_input_shape, auto_streaming, streaming_table, streaming_custom_passes
+        )
         check_outputs(export_outputs(path, export_config), self.source_files, overwrite)
         aes_key, generated = resolve_export_key(key)
         model = export_model(
@@ -124,6 +137,7 @@ class QuantizedModel:
             export_config=export_config,
             int16_lut_step=self.int16_lut_step if int16_lut_step is None else int16_lut_step,
             key=aes_key,
+            streaming=streaming,
         )
         if generated:
             write_key_files(aes_key, path)
