@@ -12,7 +12,10 @@ residuals (each record's row divided by its published ms, so a 2 ms model counts
 every coefficient at least 0 or its :data:`~espq.targets.latency_table.FLOORS` value.
 Errors reported: in-sample (the fit on every record), leave-one-out (refit without the record) and
 leave-one-component-out (refit without every record of the same README component: the pico
-cat/dog/hand/face detectors share one architecture, so plain leave-one-out is optimistic for them).
+cat/dog/hand/face detectors share one architecture, so plain leave-one-out is optimistic for them); then
+the 12 single-kernel timings of esp-dl's operator_performance.md predicted by the model-level fit (held
+out: small cache-resident kernels, so they test the per-group prices, not the whole-model totals).
+Output is markdown (tables ready for the README).
 
     python bench/latency_fit.py [--esp-dl-git /path/to/esp-dl/.git] [--markdown] [--coefficients]
 """
@@ -31,7 +34,7 @@ from scipy.optimize import nnls
 from espq import espdl
 from espq.targets import latency_table
 from espq.targets.cost import node_costs
-from espq.targets.latency import feature_vector
+from espq.targets.latency import feature_vector, kernel_cost
 
 
 def zoo_dir() -> Path:
@@ -130,6 +133,16 @@ def main(argv: list[str] | None = None) -> int:
             f"LOCO |err| median {100 * np.median(abs(lerrs)):.0f} %, max {100 * abs(lerrs).max():.0f} %, "
             f"within 30 %: {int((abs(lerrs) <= 0.3).sum())}/{len(lerrs)}"
         )
+    print("\nHeld-out single kernels (esp-dl operator_performance.md, int8 SIMD, not in the fit):\n")
+    print("| target | kernel | input CxHxW | MACs | published us | predicted us | err |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for k in latency_table.KERNELS:
+        cost = kernel_cost(k)
+        pred = 1000 * feature_vector(cost) @ coefs[k.target]
+        kind = ("dw" if k.depthwise else "conv") + f"{k.filter_nckk[2]}x{k.filter_nckk[3]}"
+        shape = "x".join(map(str, k.input_chw))
+        err = 100 * (pred / k.us - 1)
+        print(f"| {k.target} | {kind} | {shape} | {cost.macs:,} | {k.us:.0f} | {pred:.0f} | {err:+.0f} % |")
     if args.coefficients:
         print("\n_COEFFICIENTS = {")
         for target, c in coefs.items():
