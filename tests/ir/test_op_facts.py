@@ -179,3 +179,60 @@ def test_axis_op_after_conv_as_graph_output(tmp_path, op: str, target: str, bits
     diff = np.abs(np.rint(ours / 2.0**e) - np.rint(chip / 2.0**e))
     assert diff.max() <= (0 if bits == 8 else 1)
     assert np.abs(ours).max() > 0.1  # not a trivially zero output
+
+
+# ------------------------------------------------------------------------------------- completeness
+def test_every_op_has_kernels_layout_and_quant_rule() -> None:
+    """Every op in the table has a float kernel, an integer kernel (or is marked as not an ESP-DL op),
+    a layout family and a quantization rule; every ESP-DL op of the target op table is in the table."""
+    from espq.sim.float.executor import _load_kernels
+    from espq.sim.float.registry import KERNELS
+    from espq.sim.integer.base import INT_KERNELS
+    from espq.sim.integer.runner import load_kernels
+    from espq.targets.ops_table import OP_TABLE
+
+    _load_kernels()
+    load_kernels()
+    assert len(OP_FACTS) == 93  # 71 ESP-DL ops + 22 that the float side or the layout rules name
+    for op, f in OP_FACTS.items():
+        assert op in KERNELS, f"{op}: no float kernel"
+        assert isinstance(f.layout, Layout) and isinstance(f.quant, Quant), op
+        if f.esp_dl:
+            assert op in INT_KERNELS, f"{op}: no integer kernel"
+            assert op in OP_TABLE, f"{op}: marked as an ESP-DL op but not in targets.OP_TABLE"
+        else:
+            assert op not in INT_KERNELS and op not in OP_TABLE and f.note, op
+    assert set(OP_TABLE) == ops_with(esp_dl=True)
+    assert len(OP_TABLE) == 71
+
+
+def test_target_op_table_agrees_with_the_quantization_rules() -> None:
+    """targets.OP_TABLE's exponent rules (a kernel that does not rescale) are what the chip-independent
+    rule says: passive and aligned-to-output ops share one exponent, comparisons align their inputs,
+    Softmax-like ops have float outputs."""
+    from espq.targets.base import ExponentRule
+    from espq.targets.ops_table import OP_TABLE
+
+    equal = {Quant.PASSIVE, Quant.PASSIVE_VALUE, Quant.ALIGN_TO_OUTPUT}
+    for op, spec in OP_TABLE.items():
+        q = OP_FACTS[op].quant
+        assert (spec.exponent_rule is ExponentRule.EQUAL) == (q in equal), op
+        assert (spec.exponent_rule is ExponentRule.EQUAL_INPUTS) == (q is Quant.ALIGN_TO_LARGEST), op
+        assert spec.bool_output == (q is Quant.ALIGN_TO_LARGEST), op
+        assert spec.float_output == (q is Quant.FLOAT_OUTPUT), op
+
+
+def test_quant_rules_are_views_of_the_table() -> None:
+    from espq.ir import quant_rules as rules
+
+    assert rules.PASSIVE_OPS == ops_with(quant=Quant.PASSIVE) | ops_with(quant=Quant.PASSIVE_VALUE)
+    assert rules.ALIGN_TO_OUTPUT == {
+        "Add": None,
+        "Sub": None,
+        "Concat": None,
+        "ScatterND": (0, 2),
+        "Resize": (0,),
+    }
+    assert rules.WEIGHTED_OPS == {"Conv": (1, 2), "Gemm": (1, 2), "MatMul": (1, None)}
+    assert rules.RNN_OPS == {"GRU", "LSTM"} and rules.RELU_FUSION_HOSTS == {"Conv", "Gemm", "MatMul"}
+    assert rules.INDEX_INPUTS["Slice"] == {1, 2, 3, 4} and len(rules.INDEX_INPUTS) == 25
