@@ -77,7 +77,7 @@ def _power_of_two(v: Any) -> bool:
 
 
 _FINETUNE = "bias_correct=True, or recipe='best' (equalization + exponent search + bias correction)"
-_FLOAT_OPS = "dispatching_table.append(op, TargetPlatform.FP32) for the ops to keep in float"
+_FLOAT_OPS = "dispatching_table.append(op, TargetPlatform.FP32)"
 _RULE = "espq's fixed ESP-DL quantization rules (op table)"
 
 FIELDS: dict[str, FieldSupport] = {
