@@ -148,6 +148,9 @@ def _run_pipeline(
         input_shape=shape,
         device=device,
     )
+    step = setting.int16_lut_step() if setting is not None else qm.int16_lut_step
+    if step != qm.int16_lut_step:  # lut_optimization(_setting.step): the step simulated and exported
+        qm.int16_lut_step, qm._sim = step, None  # the simulator is rebuilt with it on next use
     if error_report:
         qm.report = qm.analyse(
             calib_dataloader, steps=8, kinds=("graphwise", "layerwise"), collate_fn=collate_fn
@@ -164,10 +167,7 @@ def _run_pipeline(
             export_config=export_config,
             # ESP-PPQ's encrypt_data=True: a random key, written to <stem>.key / <stem>_key.h
             key="auto" if kwargs.get("encrypt_data") else None,
-            **{
-                **(setting.export_options() if setting is not None else {}),
-                **{k: kwargs[k] for k in EXPORT_KWARGS + STREAMING_KWARGS if k in kwargs},
-            },
+            **{k: kwargs[k] for k in EXPORT_KWARGS + STREAMING_KWARGS if k in kwargs},
         )
     return qm
 

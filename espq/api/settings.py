@@ -319,9 +319,9 @@ class QuantizationSetting(_Fields):
         """Raise one :class:`ConfigError` listing every switched-on field espq does not implement."""
         check_setting(self)
 
-    def export_options(self) -> dict[str, Any]:
-        """Exporter keywords these settings imply: ``int16_lut_step`` (0 when ``lut_optimization`` is off)."""
-        return {"int16_lut_step": self.lut_optimization_setting.step if self.lut_optimization else 0}
+    def int16_lut_step(self) -> int:
+        """Table step of int16 LUT activations these settings ask for (0: ``lut_optimization`` off)."""
+        return self.lut_optimization_setting.step if self.lut_optimization else 0
 
     def to_json(self) -> str:
         """The settings as JSON (enums by member name); :meth:`from_json` reads it back."""

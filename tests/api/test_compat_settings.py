@@ -26,6 +26,7 @@ from espq.api.setting_support import FIELDS, FIXED, MISSING, PART, get_field
 from espq.api.settings import QuantizationVisibility, UnknownSettingError
 from espq.errors import ConfigError
 from espq.espdl import read
+from espq.sim.integer import run_espdl
 
 WHEEL = json.loads((Path(__file__).parent / "data" / "esp_ppq_1_3_12_settings.json").read_text())["fields"]
 ESPQ_ONLY = {"recipe", "layer_calib_algorithm"}
@@ -204,7 +205,12 @@ def test_lut_optimization_reaches_the_exporter(model, tmp_path):
     """lut_optimization/step reach the exporter's int16 LUT: step 64 -> 65536/64+1 entries; off -> Sigmoid."""
     s = QuantizationSettingFactory.espdl_setting(16)
     s.lut_optimization_setting.step = 64
-    _quantize(model, s, tmp_path, bits=16, skip_export=False)
+    qm = _quantize(model, s, tmp_path, bits=16, skip_export=False)
+    assert qm.int16_lut_step == 64  # the simulator (TorchExecutor, qm.run) uses the exported step
+    x = model[1][0][:1]
+    lsb = 2.0 ** qm.plan.tensors["y"].exponent
+    chip = run_espdl(tmp_path / "m.espdl", x, target="esp32s3")["y"]
+    assert np.abs(qm.run(x)["y"] - chip).max() <= lsb  # int16: within 1 LSB of the integer runner
     m = read(tmp_path / "m.espdl")
     lut = next(n for n in m.graph.nodes if n.op_type == "LUT")
     assert (
