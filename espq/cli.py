@@ -1,7 +1,7 @@
 """The ``espq`` command line (typer). Thin: every command calls the library.
 
-Exit codes: 0 success, 1 a check found differences/mismatches, 2 bad input or usage (message, no
-traceback unless ``--debug``).
+Exit codes: 0 success, 1 a check found differences/mismatches, 2 bad input or usage (one-line message), 3
+an internal error (one line; ``espq --debug ...`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -10,11 +10,24 @@ import functools
 import json
 from pathlib import Path
 
+import click
 import typer
+from typer.core import TyperGroup
 
+from espq.cli_args import expand_multi_value_options, parse_input_shapes
 from espq.errors import EspqError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Quantize models for Espressif ESP-DL.")
+
+class _Commands(TyperGroup):
+    """espq's command group: accepts ``--size 224 224``-style options as the README writes them."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, expand_multi_value_options(args))
+
+
+app = typer.Typer(
+    cls=_Commands, add_completion=False, no_args_is_help=True, help="Quantize models for Espressif ESP-DL."
+)
 _state = {"debug": False}
 
 
@@ -24,7 +37,8 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def _handle_errors(fn):
-    """EspqError → one-line message on stderr and exit code 2 (full traceback with --debug)."""
+    """EspqError → one-line message on stderr and exit code 2; any other exception → one line and exit
+    code 3 (an internal error); ``--debug`` shows the traceback instead."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -35,12 +49,26 @@ def _handle_errors(fn):
                 raise
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+        except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a bug in espq (or a library): one line, exit 3, never a bare traceback
+            if _state["debug"]:
+                raise
+            typer.echo(
+                f"internal error: {type(exc).__name__}: {exc}; rerun with espq --debug ... for the traceback "
+                "and report it",
+                err=True,
+            )
+            raise typer.Exit(3) from None
 
     return wrapper
 
 
 def _shape(values: list[int] | None) -> list[int] | None:
     return list(values) if values else None
+
+
+INPUT_SHAPE_HELP = "Input shape, e.g. --input-shape 1 3 224 224 (once per input of a multi-input model)."
 
 
 def _calibration(
@@ -105,9 +133,7 @@ def quantize(
     scale: float = typer.Option(
         1 / 255, "--scale", help="Pixel scale applied before mean/std (1 for 0-255)."
     ),
-    input_shape: list[int] = typer.Option(
-        None, "--input-shape", help="Static input shape for dynamic models."
-    ),
+    input_shape: list[str] = typer.Option(None, "--input-shape", help=INPUT_SHAPE_HELP),
     int16: list[str] = typer.Option(None, "--int16", help="Run this node at int16 (repeatable)."),
     recipe: str = typer.Option("espdl", "--recipe", help="espdl (ESP-PPQ defaults) or best."),
     equalize: bool = typer.Option(False, "--equalize", help="Layerwise equalization before calibration."),
@@ -129,6 +155,11 @@ def quantize(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     encrypt: bool = typer.Option(False, "--encrypt", help=ENCRYPT_HELP),
     key_file: Path = typer.Option(None, "--key-file", help="With --encrypt: use this key (hex or 16 bytes)."),
+    streaming_input_shape: list[str] = typer.Option(
+        None,
+        "--streaming-input-shape",
+        help="Write a streaming model (auto_streaming): the chunk shape, e.g. 1 16 3 for [1, 16, T] inputs.",
+    ),
 ) -> None:
     """Quantize MODEL for a chip and write .espdl + .info + .json.
 
@@ -154,7 +185,7 @@ def quantize(
             max_error=auto_int16,
             setting=setting,
             calib_steps=steps,
-            input_shape=_shape(input_shape),
+            input_shape=parse_input_shapes(input_shape),
         )
         typer.echo(qm.amp_report.summary())
     else:
@@ -165,12 +196,20 @@ def quantize(
             bits=bits,
             calib_steps=steps,
             setting=setting,
-            input_shape=_shape(input_shape),
+            input_shape=parse_input_shapes(input_shape),
         )
     if getattr(qm, "quality", None) is not None:  # the quality gate's findings (espq.quant.quality)
         typer.echo(qm.quality.summary())
     qm.source_files = [model, calib]
-    qm.export(path, export_test_values=test_values, overwrite=force, key=_export_key(encrypt, key_file))
+    chunk = parse_input_shapes(streaming_input_shape, "--streaming-input-shape")
+    qm.export(
+        path,
+        export_test_values=test_values,
+        overwrite=force,
+        key=_export_key(encrypt, key_file),
+        streaming_input_shape=chunk,
+        auto_streaming=chunk is not None,
+    )
     typer.echo(f"wrote {path}, {path.with_suffix('.info')}, {path.with_suffix('.json')}")
     if encrypt and key_file is None:
         stem = path.with_suffix("")
@@ -188,7 +227,7 @@ def check(
     model: Path = typer.Argument(..., help="ONNX model."),
     target: str = typer.Option("esp32p4", "--target"),
     bits: int = typer.Option(8, "--bits"),
-    input_shape: list[int] = typer.Option(None, "--input-shape"),
+    input_shape: list[str] = typer.Option(None, "--input-shape", help=INPUT_SHAPE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Check that every node of MODEL can run on the target (before any calibration).
@@ -197,7 +236,7 @@ def check(
     """
     import espq
 
-    graph = espq.load(model, input_shape=_shape(input_shape))
+    graph = espq.load(model, input_shape=parse_input_shapes(input_shape))
     report = espq.check_model(graph, target, bits, strict=False)
     typer.echo(json.dumps(report.to_dict(), indent=1) if as_json else report.summary())
     if not report.ok:
@@ -290,7 +329,7 @@ def analyse(
     mean: list[float] = typer.Option(None, "--mean"),
     std: list[float] = typer.Option(None, "--std"),
     scale: float = typer.Option(1 / 255, "--scale"),
-    input_shape: list[int] = typer.Option(None, "--input-shape"),
+    input_shape: list[str] = typer.Option(None, "--input-shape", help=INPUT_SHAPE_HELP),
     html: Path = typer.Option(None, "--html", help="Write the HTML report here."),
     json_out: Path = typer.Option(None, "--json", help="Write report.json here."),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
@@ -305,7 +344,7 @@ def analyse(
 
     check_outputs([p for p in (html, json_out) if p is not None], [model, calib], force)
     data = _calibration(calib, batch_size, _shape(size), mean, std, scale, None)
-    qm = espq.quantize(model, data, target=target, bits=bits, input_shape=_shape(input_shape))
+    qm = espq.quantize(model, data, target=target, bits=bits, input_shape=parse_input_shapes(input_shape))
     report = qm.analyse(data, steps=steps)
     report.print()
     if html is not None:
