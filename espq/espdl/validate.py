@@ -48,7 +48,7 @@ ACTIVATION_DTYPE = {"S8": DT.INT8, "S16": DT.INT16, "F32": DT.FLOAT}
 BIAS_DTYPE = {"S8": DT.INT32, "S16": DT.INT64}
 BITS = {"S8": 8, "S16": 16}
 #: ops whose kernels convert between representations: their activation dtypes are free (§4.9).
-CONVERT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "RequantizeLinear"})
+CONVERT_OPS = ops_with(converts=True)
 #: int8 ops that switch to the LUT module when their ``lut`` attribute names an initializer (§3.3);
 #: at int16 only ``LUT`` and ``Gelu`` read tables (op-facts table: ``reads_lut_bits``).
 LUT_OPS_S8 = ops_with(reads_lut_bits=8)

@@ -11,6 +11,7 @@ Per op type (ONNX / ESP-DL name) one frozen :class:`OpFacts` says
 * ``lut_bits`` / ``reads_lut_bits``: at which widths the exporter replaces the op by a look-up table, and
   at which widths the ESP-DL module reads a ``lut`` table (esp_dl_facts §3.3);
 * ``buffer``: whether the ESP-DL module may write its output over a dying input (§5.1);
+* ``converts``: Quantize/Dequantize/RequantizeLinear, whose input and output dtypes differ (§4.9);
 * ``esp_dl``: whether ESP-DL registers the op (esp_dl_facts §3.1). Ops that ESP-DL does not register are
   listed only where espq's float side or the exporter's layout rules name them; they have a float kernel
   but no integer kernel (the capability check rejects them before export).
@@ -91,6 +92,7 @@ class OpFacts:
     lut_bits: frozenset[int] = _NONE  #: widths at which the exporter replaces the op by a table
     reads_lut_bits: frozenset[int] = _NONE  #: widths at which the ESP-DL module reads a ``lut`` table
     buffer: Buffer = Buffer.NEW
+    converts: bool = False  #: converts between float and integer codes: activation dtypes are free (§4.9)
     note: str = ""
 
 
@@ -150,9 +152,9 @@ _ENTRIES: list[OpFacts] = [
     # dl_module_neg negates the raw integers (-128 -> 127) and never rescales
     _f("Neg", L.UNARY, Q.PASSIVE_VALUE, buffer=B.INPLACE),
     _f("Identity", L.UNARY, Q.PASSIVE, buffer=B.VIEW),
-    _f("QuantizeLinear", L.UNARY, Q.OBSERVED),
-    _f("DequantizeLinear", L.UNARY, Q.OBSERVED),
-    _f("RequantizeLinear", L.UNARY, Q.OBSERVED, buffer=B.INPLACE),
+    _f("QuantizeLinear", L.UNARY, Q.OBSERVED, converts=True),
+    _f("DequantizeLinear", L.UNARY, Q.OBSERVED, converts=True),
+    _f("RequantizeLinear", L.UNARY, Q.OBSERVED, buffer=B.INPLACE, converts=True),
     # ESP-PPQ copies the input's exponent and perm (esp_ppq_facts §8 insert_streaming_nodes)
     _f("StreamingCache", L.UNARY, Q.PASSIVE),
     *(

@@ -26,7 +26,7 @@ from espq.targets.memory import itemsize
 #: ops whose output is a view of the input (no data moved; esp_dl_facts.md §5.1 "unchanged buffer").
 VIEW_OPS = ops_with(buffer=Buffer.VIEW)
 #: int <-> float conversions: a float-typed output is the graph's dequantized result, not a fallback.
-CONVERSION_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "RequantizeLinear"})
+CONVERSION_OPS = ops_with(converts=True)
 #: ops priced by multiply-accumulates.
 MAC_OPS = frozenset({"Conv", "Gemm", "MatMul"})
 

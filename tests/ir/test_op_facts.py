@@ -101,6 +101,8 @@ def test_esp_dl_facts_encoded() -> None:
         -1,
         0,
     ]
+    # §4.9: the conversion ops, whose activation dtypes differ between input and output
+    assert ops_with(converts=True) == {"QuantizeLinear", "DequantizeLinear", "RequantizeLinear"}
     # a weighted op's weight/bias inputs; RNN fixed-exponent inputs
     assert OP_FACTS["MatMul"].weight_bias == (1, None) and OP_FACTS["LSTM"].fixed_exponent_inputs == {3, 6}
 
