@@ -74,3 +74,43 @@ def test_an_internal_error_exits_3_with_one_line(monkeypatch, tmp_path):
     assert result.exit_code == 3
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("internal error: KeyError") and "--debug" in lines[0]
+
+
+def _examples() -> list[str]:
+    """Every ``Example:`` command line of the CLI's --help texts (continuation lines joined)."""
+    import inspect as pyinspect
+
+    import typer.main
+
+    out = []
+    for name, cmd in typer.main.get_command(app).commands.items():
+        doc = pyinspect.getdoc(cmd.callback) or ""
+        lines = doc.splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("Example:"):
+                text = line[len("Example:") :]
+                for cont in lines[i + 1 :]:
+                    if not cont.strip() or cont.startswith(("Example", "    ")):
+                        break
+                    text += " " + cont
+                out += [c.strip() for c in text.split("|") if c.strip().startswith("espq ")]
+        assert any(f"espq {name}" in c for c in out), f"--help of {name} has no example"
+    return out
+
+
+def test_every_help_example_parses_as_written():
+    import shlex
+
+    import typer.main
+
+    group = typer.main.get_command(app)
+    examples = _examples()
+    assert len(examples) >= 9
+    for example in examples:
+        words = shlex.split(example)[1:]
+        cmd = group.commands[words[0]]
+        ctx = cmd.make_context(words[0], expand_multi_value_options(words[1:]))  # raises on a usage error
+        assert ctx.params, example
+        if words[0] == "analyse":  # the continuation line is part of the example
+            assert list(ctx.params["mean"]) == [123.675, 116.28, 103.53]
+            assert list(ctx.params["std"]) == [58.395, 57.12, 57.375]
