@@ -30,6 +30,7 @@ from espq.api.settings import (
     WeightSplitSetting,
 )
 from espq.export.streaming import insert_streaming_cache_on_var
+from espq.parser.native import load_native_graph
 
 __all__ = [
     "DISABLE_CUDA_KERNEL",
@@ -61,6 +62,7 @@ __all__ = [
     "espdl_quantize_torch",
     "get_target_platform",
     "insert_streaming_cache_on_var",
+    "load_native_graph",
     "load_best_setting",
     "low_latency_candidate_filter",
 ]

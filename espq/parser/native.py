@@ -5,7 +5,8 @@ place :meth:`NativeExporter.export` writes a zip archive with espq's quantized m
 canonical float graph whose parameters the plan quantizes), ``plan.json`` (every tensor's exponent and
 bit width, :meth:`espq.QuantizedModel.save_plan`'s format), ``float_graph.onnx`` (the float model it
 approximates) and ``ABOUT.txt`` saying so. Same model, same bytes (fixed zip timestamps); the file is
-written atomically.
+written atomically. :func:`load_native_graph` reads such an archive back into a
+:class:`~espq.QuantizedModel` (the plan re-applied without calibrating).
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ import json
 import zipfile
 from pathlib import Path
 
+import onnx
+
 from espq._version import __version__
-from espq.errors import ConfigError
-from espq.ir.onnx_io import graph_to_onnx
+from espq.errors import ConfigError, ModelLoadError
+from espq.ir.onnx_io import graph_from_onnx, graph_to_onnx
+from espq.ir.spec import QuantPlan
+from espq.quant import QuantSetting, quantize
 from espq.quant.model import QuantizedModel
 from espq.utils import atomic_write_bytes
 
@@ -25,7 +30,7 @@ ABOUT = (
     "espq model archive written in place of an ESP-PPQ .native file (not ESP-PPQ's pickle format).\n"
     "graph.onnx: canonical float graph the plan quantizes; plan.json: exponents/bits per tensor\n"
     "(QuantizedModel.save_plan format); float_graph.onnx: the float model it approximates;\n"
-    "meta.json: target, bits, espq version.\n"
+    "meta.json: target, bits, int16 LUT step, espq version. espq.api.load_native_graph reads it back.\n"
 )
 _DATE = (2020, 1, 1, 0, 0, 0)
 
@@ -52,7 +57,12 @@ class NativeExporter:
             )
         if not dump_value:
             raise ConfigError("NativeExporter.export(dump_value=False): espq always stores the parameters")
-        meta = {"target": graph.target.name, "bits": graph.plan.bits, "espq_version": __version__}
+        meta = {
+            "target": graph.target.name,
+            "bits": graph.plan.bits,
+            "int16_lut_step": graph.int16_lut_step,
+            "espq_version": __version__,
+        }
         members = {
             "ABOUT.txt": ABOUT.encode(),
             "meta.json": json.dumps(meta, indent=1, sort_keys=True).encode(),
@@ -67,3 +77,29 @@ class NativeExporter:
         path = Path(file_path)
         atomic_write_bytes(path, buf.getvalue())
         return path
+
+
+def load_native_graph(import_file: str | Path) -> QuantizedModel:
+    """The model :meth:`NativeExporter.export` wrote to ``import_file``: its graph with its plan re-applied
+    (no calibration; equalization and bias correction are already in the stored graph)."""
+    path = Path(import_file)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such file (expected an archive written by espq's NativeExporter)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            meta = json.loads(zf.read("meta.json"))
+            plan = QuantPlan.from_json(json.loads(zf.read("plan.json")))
+            graph_bytes, float_bytes = zf.read("graph.onnx"), zf.read("float_graph.onnx")
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ModelLoadError(
+            f"{path}: not an espq model archive ({exc}); ESP-PPQ's own .native pickles cannot be read by espq"
+        ) from exc
+    steps_off = QuantSetting(equalization=False, exponent_search=False, bias_correction=False)
+    qm = quantize(
+        onnx.load_from_string(graph_bytes), None, target=meta["target"], bits=meta["bits"], plan=plan,
+        setting=steps_off, progress=False,
+    )  # fmt: skip
+    qm.float_graph = graph_from_onnx(onnx.load_from_string(float_bytes))
+    qm.int16_lut_step = int(meta.get("int16_lut_step", qm.int16_lut_step))
+    qm._sim = None  # rebuilt with the stored LUT step on first use
+    return qm

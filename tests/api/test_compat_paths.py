@@ -16,8 +16,14 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from espq import QuantizationSetting, QuantizationSettingFactory, run_espdl, run_float
-from espq.api import ENABLE_CUDA_KERNEL, espdl_quantize_torch, generate_test_value, get_target_platform
-from espq.errors import ConfigError
+from espq.api import (
+    ENABLE_CUDA_KERNEL,
+    espdl_quantize_torch,
+    generate_test_value,
+    get_target_platform,
+    load_native_graph,
+)
+from espq.errors import ConfigError, ModelLoadError
 from espq.executor import TorchExecutor as TorchExecutorFromPackage
 from espq.executor.torch import TorchExecutor
 from espq.IR import BaseGraph
@@ -174,6 +180,14 @@ def test_native_exporter_writes_espq_model_archive(sin_run, tmp_path):
     np.testing.assert_array_equal(run_float(graph_from_onnx(float_model), x)[name], graph.run_float(x)[name])
     with pytest.raises(ConfigError, match="espdl_quantize"):
         exporter.export(file_path=str(tmp_path / "x.native"), graph=float_model)
+    # the eval scripts' load_native_graph: the same model back, without calibration
+    loaded = load_native_graph(str(path))
+    assert isinstance(loaded, BaseGraph) and loaded.plan.to_json() == graph.plan.to_json()
+    batch = next(iter(dataloader))[0]
+    assert torch.equal(TorchExecutor(loaded)(batch)[0], TorchExecutor(graph)(batch)[0])
+    (tmp_path / "ppq.native").write_bytes(b"\x80\x04pickle")
+    with pytest.raises(ModelLoadError, match="not an espq model archive"):
+        load_native_graph(tmp_path / "ppq.native")
 
 
 def test_skill_analysis_functions_map_onto_espq_analysis(sin_run):
