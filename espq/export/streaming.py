@@ -250,7 +250,11 @@ def _check_strides(graph: Graph, edits: StreamingEdits) -> None:
 def streaming_model(qm, options: StreamingOptions) -> StreamingModel:
     """The streaming copy of quantized model ``qm`` (module docstring, steps 2)."""
     graph = qm.graph.copy()
+    offline = {name: graph.values[name] for name in options.input_shapes}
+    for name, shape in options.input_shapes.items():  # passes see the chunk input shape (ESP-PPQ)
+        graph.values[name] = TensorInfo(offline[name].dtype, tuple(shape))
     graph = _run_passes(graph, options.passes)
+    graph.values.update(offline)  # the frame axis is followed over the offline shapes
     edits = insert_streaming_caches(graph, dict(options.frame_axes), options.auto, list(options.table))
     _chunk_shapes(graph, options.input_shapes)
     # the cached tensors' frame counts per chunk (shape of the tensor a cache reads)

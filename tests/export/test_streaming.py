@@ -336,3 +336,90 @@ def test_espdl_quantize_torch_accepts_the_tutorial_arguments(tmp_path):
         got = runner.run(raw, raw=True)
         for k, v in m.test_outputs.items():
             assert np.array_equal(got[k].reshape(-1), v.values().reshape(-1)), (name, k)
+
+
+# ------------------------------------------------------------------ Espressif's streaming zoo pairs
+def _cache_rows(model) -> list[tuple]:
+    vis = {v.name: v for v in model.graph.value_info}
+    return [
+        (n.name, int(n.attr("window_size")), int(n.attr("frame_axis")), vis[n.inputs[0]].exponent,
+         vis[n.outputs[0]].exponent)
+        for n in model.graph.nodes
+        if n.op_type == "StreamingCache"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("target", ["esp32p4", "esp32s3"])
+def test_zoo_streaming_pair_matches_espressif(shared, target, tmp_path):
+    """espq's streaming export of Espressif's offline tutorial ONNX, with the exponents of Espressif's
+    offline file (plan_from_espdl), equals Espressif's streaming file in caches (names, windows,
+    frame axes, exponents) and ops. Differences on purpose: espq fuses Sigmoid+Mul into Swish and
+    slices in NWC before the Transpose (ESP-PPQ transposes first); espq writes the chunk shapes
+    (5 = 3 + window − 1 frames), ESP-PPQ keeps the offline ones (26 = 24 + 2)."""
+    from collections import Counter
+
+    from espq.export import plan_from_espdl
+    from espq.quant.model import QuantizedModel
+
+    onnx_path = shared("espdl-zoo", f"streaming_{target}_model.onnx")
+    ref_off = read(shared("espdl-zoo", f"streaming_{target}_model.espdl"))
+    ref_st = read(shared("espdl-zoo", f"streaming_{target}_streaming_model.espdl"))
+    data = [np.random.default_rng(0).standard_normal((1, 16, 24)).astype(np.float32)]
+    qm = espq.quantize(str(onnx_path), data, target=target, bits=8, progress=False)
+    plan, unmatched = plan_from_espdl(qm.graph, qm.plan, ref_off)
+    assert unmatched == []
+    qm = QuantizedModel(qm.graph, plan, qm.target)
+    table = [  # quantize_torch_model.py's table, verbatim
+        insert_streaming_cache_on_var("/out_conv/Conv_output_0", 2),
+        insert_streaming_cache_on_var("PPQ_Variable_0", 1, "/Slice"),
+    ]
+    opts = dict(streaming_input_shape=[1, 16, 3], auto_streaming=True, streaming_table=table)
+    qm.export(tmp_path / "off.espdl")
+    ours = qm.export(tmp_path / "st.espdl", **opts)
+    ours_off, ours_st = IntegerRunner(tmp_path / "off.espdl"), IntegerRunner(tmp_path / "st.espdl")
+    assert _cache_rows(ours) == _cache_rows(ref_st)
+    assert len(_cache_rows(ours)) == 5
+    ops = [n.op_type for n in ours.graph.nodes]
+    expanded = Counter(o for op in ops for o in (["Sigmoid", "Mul"] if op == "Swish" else [op]))
+    assert expanded == Counter(n.op_type for n in ref_st.graph.nodes)
+    vis = {v.name: v for v in ours.graph.value_info}
+    for n in ours.graph.nodes:
+        if n.op_type == "StreamingCache":
+            assert vis[n.outputs[0]].shape[1] == 3 + int(n.attr("window_size")) - 1
+    # chunk by chunk (8 chunks of 3 frames): Espressif's streaming file == Espressif's offline file,
+    # and espq's streaming file == espq's offline file, exactly (the runner's StreamingCache semantics)
+    ref_off_r = IntegerRunner(shared("espdl-zoo", f"streaming_{target}_model.espdl"), target=target)
+    ref_st_r = IntegerRunner(shared("espdl-zoo", f"streaming_{target}_streaming_model.espdl"), target=target)
+    x = np.random.default_rng(1).standard_normal((1, 16, 24)).astype(np.float32)
+    name = ref_off_r.output_names[0]
+    assert np.array_equal(_stream(ref_st_r, x, 2, 3)[-1][name], ref_off_r.run(x)[name])
+    assert np.array_equal(_stream(ours_st, x, 2, 3)[-1][name], ours_off.run(x)[name])
+
+
+def test_custom_passes_run_on_the_chunk_graph_before_the_caches(tmp_path):
+    torch.manual_seed(1)
+    qm = _quantize(DilatedTCN(), [1, 8, 16], seed=1)
+    seen = []
+
+    def record(graph):  # a plain callable returning None keeps the graph
+        seen.append((graph.shape(graph.inputs[0]), [n.op_type for n in graph.nodes].count("StreamingCache")))
+
+    class DropHeadBias:  # an object with .apply returning a (new) graph, as a StreamingGraphPass
+        def apply(self, graph):
+            head = next(n for n in graph.nodes if n.name == "/head/Conv")
+            graph.initializers[head.inputs[2]] = np.zeros_like(graph.initializers[head.inputs[2]])
+            return graph
+
+    qm.export(
+        tmp_path / "st.espdl",
+        streaming_input_shape=[1, 8, 2],
+        auto_streaming=True,
+        streaming_custom_passes=[record, DropHeadBias()],
+    )
+    assert seen == [((1, 8, 2), 0)]
+    m = read(tmp_path / "st.espdl")
+    bias = next(n for n in m.graph.nodes if n.name == "/head/Conv").inputs[2]
+    assert not np.any(m.graph.initializers[bias].values())
+    assert np.any(qm.graph.initializers[bias])  # the quantized model itself is not changed
+    with pytest.raises(ConfigError, match="neither callable"):
+        qm.export(tmp_path / "x.espdl", streaming_input_shape=[1, 8, 2], streaming_custom_passes=[3])

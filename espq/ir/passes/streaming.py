@@ -119,6 +119,7 @@ class _Tracker:
         self.manual: dict[tuple[str, str], TableEntry] = {}  # (consumer, var) -> entry
         self.handled: set[str] = set()  # nodes whose frame handling the user took over
         self.removed_past: dict[str, int] = {}  # reader -> past frames of a Pad removed before it
+        self.unnamed: set[tuple[str, str]] = set()  # table entries without op_name: '<var>_SCache'
         self._resolve_table(table)
 
     # ------------------------------------------------------------------ table
@@ -146,6 +147,7 @@ class _Tracker:
                 var = acts[0]
             readers = self.g.consumers(var)
             if op is None:
+                self.unnamed.add((readers[0].name if readers else "", var))
                 if not readers:
                     raise ConfigError(f"streaming_table: tensor '{var}' has no reader to put a cache before")
                 op = readers[0].name
@@ -164,8 +166,11 @@ class _Tracker:
 
     def insert_cache(self, node: Node, idx: int, window: int, axis: int) -> str:
         x = node.inputs[idx]
-        name = self.g.unique_name(f"{x}_{node.name}_SCache")
-        out = self.g.unique_name(f"{x}_{node.name}_SCache_output")
+        base = (
+            f"{x}_SCache" if (node.name, x) in self.unnamed else f"{x}_{node.name}_SCache"
+        )  # ESP-PPQ's names
+        name = self.g.unique_name(base)
+        out = self.g.unique_name(f"{base}_output")
         info = self.g.values.get(x)
         self.g.values[out] = info.copy() if info else TensorInfo(np.dtype(np.float32), None)
         cache = Node(name, "StreamingCache", [x], [out], {"window_size": int(window), CACHE_ATTR_AXIS: axis})
