@@ -241,7 +241,7 @@ def auto_mixed_precision(
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     tgt, setting, steps, graph = prepare_inputs(model, target, setting, recipe, input_shape)
-    recipes.prepare_graph(graph, steps)
+    graph = recipes.prepare_graph(graph, steps, tgt)
     _, skeleton = plan_skeleton(graph, tgt, 8, setting)
     kept: list = []
     feeds = keep_batches(iter_feeds(graph, calib_data, calib_steps, collate_fn), kept)

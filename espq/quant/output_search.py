@@ -5,7 +5,7 @@ local search of :mod:`espq.quant.exponent_search` scores a choice at the next co
 what a clipped or coarse tensor does to the model's outputs. This step does: a coordinate descent over
 the activation groups in graph order tries one exponent coarser and one finer for each group and keeps
 the change when the graph outputs' noise-to-signal ratio against the float model
-(:func:`espq.quant.recipes.output_error`) on the kept calibration batches falls by at least
+(:func:`espq.quant.metrics.output_error`) on the kept calibration batches falls by at least
 :data:`MIN_GAIN` (relative). Biases, Clip bounds and Pad values follow a changed exponent. Cost: two
 fake-quant runs over at most :data:`SEARCH_SAMPLES` kept calibration samples per group, each from the
 group's first node on (MobileNetV2 224: 55 groups; ResNet-56 on CIFAR: seconds).
@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from espq.ir import Graph
 from espq.ir.spec import QuantPlan
 from espq.quant.calibrate import resolve_dependent_specs
+from espq.quant.metrics import output_error
 from espq.targets import Target
 
 #: a change is kept only when it lowers the output error by at least this fraction
@@ -89,7 +90,6 @@ def search_output_exponents(
     the current plan's tensors live at that node (one forward of the current plan is kept, advanced
     group by group): on average half a forward per candidate instead of a whole one.
     """
-    from espq.quant.recipes import output_error
     from espq.sim.fakequant import FakeQuantSim
     from espq.sim.float import run_float
 

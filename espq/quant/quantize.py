@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from espq.errors import ConfigError
 from espq.ir import Graph
 from espq.ir import quant_rules as rules
@@ -16,12 +18,13 @@ from espq.quant import quality, recipes
 from espq.quant.bias_correction import MAX_ELEMENTS, correct_biases, keep_batches, stack_batches
 from espq.quant.calibrate import collect_statistics, resolve_exponents
 from espq.quant.data import iter_feeds
-from espq.quant.exponent_search import search_exponents
+from espq.quant.metrics import output_error
 from espq.quant.model import QuantizedModel
-from espq.quant.output_search import SEARCH_SAMPLES, search_output_exponents
 from espq.quant.plan import PlanSkeleton, build_plan
 from espq.quant.setting import QuantSetting
-from espq.sim.fakequant import quantize_parameters
+from espq.quant.steps import GRAPH, PLAN, StepContext, run_steps
+from espq.sim.fakequant import FakeQuantSim, quantize_parameters
+from espq.sim.float import run_float
 from espq.targets import CapabilityReport, Target, check_model, get_target
 
 
@@ -121,32 +124,34 @@ def quantize(
         raise ConfigError(f"on_damage must be one of {quality.ON_DAMAGE}, got {on_damage!r}")
     tgt, setting, steps, base = prepare_inputs(model_or_graph, target, setting, recipe, input_shape)
     if plan is not None:
-        graph = recipes.prepare_graph(base, steps)
+        graph = recipes.prepare_graph(base, steps, tgt)
         report, skeleton = plan_skeleton(graph, tgt, bits, setting)
         loaded = plan if isinstance(plan, QuantPlan) else QuantPlan.load(plan)
         _check_plan_matches(loaded, skeleton.plan, tgt)
         float_graph = graph.copy()  # bias correction writes into ``graph``
-        if steps.bias_correction and calib_data is not None:
+        if steps.bias_correction and calib_data is not None:  # the one step that needs no exponent search
             correct_biases(graph, loaded, tgt, list(iter_feeds(graph, calib_data, calib_steps, collate_fn)))
         qm = QuantizedModel(graph, loaded, tgt, report, float_graph=float_graph, steps=steps)
         qm.quality = None  # a re-applied plan is not checked (no calibration statistics)
         return qm
     variants = recipes.variants(steps)
     feeds = iter_feeds(base, calib_data, calib_steps, collate_fn)
-    if len({v.equalization is None for v in variants}) > 1:
+    graph_steps = [v.stage(GRAPH) for v in variants]  # one float graph (and calibration) per distinct list
+    distinct = [s for i, s in enumerate(graph_steps) if s not in graph_steps[:i]]
+    if len(distinct) > 1:
         feeds = list(feeds)  # one calibration pass per float graph
     kept: list = []
     models = []
-    for equalized in dict.fromkeys(v.equalization is not None for v in variants):
-        group = [v for v in variants if (v.equalization is not None) == equalized]
-        graph = recipes.prepare_graph(base.copy(), group[0])
+    for prepared in distinct:
+        group = [v for v, s in zip(variants, graph_steps) if s == prepared]
+        graph = recipes.prepare_graph(base.copy(), group[0], tgt)
         report, skeleton = plan_skeleton(graph, tgt, bits, setting)
         batches = keep_batches(iter(feeds), kept) if not models else iter(feeds)
         stats = calibration_statistics(
             graph, skeleton, tgt, batches, skeleton.observed_tensors, calib_steps, progress, device
         )
         for v in group:
-            g = graph.copy()  # bias correction writes into the copy; ``graph`` stays the float model
+            g = graph.copy()  # the steps' parameter changes go into the copy; ``graph`` stays float
             final = finish_plan(copy.deepcopy(skeleton), g, stats, setting, v, tgt, kept, progress)
             models.append(QuantizedModel(g, final, tgt, report, stats=stats, float_graph=graph, steps=v))
     qm = models[0] if len(models) == 1 else recipes.select(models, base, kept)
@@ -204,22 +209,49 @@ def finish_plan(
     batches: list[dict],
     progress: bool = False,
 ) -> QuantPlan:
-    """Exponents from ``stats`` (observers, then the recipe's exponent search); then the recipe's bias
-    correction of ``graph`` on ``batches``."""
+    """Exponents from ``stats`` (observers), then the recipe's plan-stage steps (:mod:`espq.quant.steps`:
+    exponent searches, bias correction...) on the kept calibration ``batches``. Parameter changes of the
+    steps (corrected biases) are written into ``graph.initializers``."""
     algorithms = {
         spec.group: setting.layer_calib_algorithm[name]
         for name, spec in skeleton.plan.tensors.items()
         if name in setting.layer_calib_algorithm and spec.group
     }
     final = resolve_exponents(skeleton, graph, stats, algorithms)
-    if steps.exponent_search:
-        search_exponents(skeleton, final, graph, stats, target, batches)
-        if batches:  # then by the graph outputs' error on the kept batches (espq.quant.output_search)
-            feeds = {k: v[:SEARCH_SAMPLES].numpy() for k, v in stack_batches(batches, MAX_ELEMENTS).items()}
-            final = search_output_exponents(graph, final, target, feeds, progress)
-    if steps.bias_correction:
-        correct_biases(graph, final, target, batches)
-    return final
+    context = StepContext(
+        graph=graph,
+        target=target,
+        plan=final,
+        skeleton=skeleton,
+        stats=stats,
+        batches=batches,
+        float_graph=graph,
+        setting=setting,
+        progress=progress,
+    )
+    context = run_steps(steps.build(PLAN), context, output_error_of(graph, batches))
+    if context.graph is not graph:
+        graph.initializers = context.graph.initializers
+    return context.plan
+
+
+def output_error_of(float_graph: Graph, batches: list[dict]) -> Callable[[StepContext], float]:
+    """The error function of :data:`~espq.quant.steps.IF_BETTER` steps: the graph outputs'
+    noise-to-signal ratio of a context's model against ``float_graph`` on the kept ``batches``
+    (the float outputs are computed once, on first use)."""
+    cache: dict[str, dict] = {}
+
+    def error(context: StepContext) -> float:
+        if not cache:
+            cache["feeds"] = {k: v.numpy() for k, v in stack_batches(batches, MAX_ELEMENTS).items()}
+            cache["reference"] = run_float(float_graph, cache["feeds"])
+        sim = FakeQuantSim(context.graph, context.plan, context.target)
+        feeds = {k: torch.as_tensor(v) for k, v in cache["feeds"].items()}
+        with torch.no_grad():
+            out = sim.run_torch(feeds, outputs=list(float_graph.outputs))
+        return output_error({k: v.float().numpy() for k, v in out.items()}, cache["reference"])
+
+    return error
 
 
 def _params_only(skeleton: PlanSkeleton) -> PlanSkeleton:
@@ -248,6 +280,7 @@ __all__ = [
     "calibration_statistics",
     "finish_plan",
     "node_types_from_report",
+    "output_error_of",
     "plan_skeleton",
     "quantize",
     "split_shared_parameters",

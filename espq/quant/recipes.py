@@ -1,4 +1,6 @@
-"""Quantization recipes: which accuracy steps ``espq.quantize`` runs around calibration.
+"""Quantization recipes: which accuracy steps (:mod:`espq.quant.steps`) ``espq.quantize`` runs.
+
+A recipe is an ordered tuple of step names (or ``(name, options)``); a setting overrides steps by name.
 
 * ``"espdl"``: ESP-PPQ 1.3.12's ``espdl_setting`` defaults (esp_ppq_facts.md §1.6): no equalization, no
   exponent search, no bias correction (espq's parameter rounding is half-to-even, see ``rules``).
@@ -11,13 +13,15 @@
   noise-to-signal ratio against the float model on the calibration batches (two calibration passes); the
   plain calibration wins unless another variant is clearly (``SELECT_MARGIN``) better.
 
-A :class:`~espq.quant.setting.QuantSetting` field set to ``True``/``False`` overrides the recipe for that
-step; ``equalization_setting`` overrides the recipe's equalization settings.
+The :class:`~espq.quant.setting.QuantSetting` fields ``equalization`` / ``exponent_search`` (both
+searches) / ``bias_correction`` set to ``True``/``False`` switch those steps on or off;
+``equalization_setting`` replaces the equalization step's options; then ``setting.steps`` overrides any
+step by name (:func:`espq.quant.steps.resolve_steps`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,50 +29,94 @@ import numpy as np
 from espq.errors import ConfigError
 from espq.ir import Graph
 from espq.quant.bias_correction import MAX_ELEMENTS, stack_batches
-from espq.quant.equalization import EqualizationSetting, equalize
+from espq.quant.equalization import EqualizationSetting
+from espq.quant.metrics import output_error
+from espq.quant.steps import (
+    GRAPH,
+    KEEP_MARGIN,
+    PLAN,
+    STEPS,
+    Step,
+    StepContext,
+    StepSpec,
+    make_step,
+    resolve_steps,
+    run_steps,
+)
+from espq.targets import Target
 
 if TYPE_CHECKING:
     from espq.quant.setting import QuantSetting
 
 
-SELECT_MARGIN = 0.1  # "best" keeps its extra steps only when they cut the output error by >= 10 %
+SELECT_MARGIN = KEEP_MARGIN  # "best" keeps its extra steps only when they cut the output error by >= 10 %
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """The accuracy steps of a recipe."""
+    """A named, ordered tuple of accuracy steps (names or ``(name, options)``); ``verify``: also build
+    the variants of :func:`variants` and keep the one closest to the float model."""
 
     name: str
-    equalization: bool
-    exponent_search: bool
-    bias_correction: bool
-    equalization_opt_level: int = 1
-    equalization_iterations: int = 10
+    steps: tuple[str | StepSpec, ...] = ()
     verify: bool = False
 
 
 RECIPES: dict[str, Recipe] = {
-    "espdl": Recipe("espdl", equalization=False, exponent_search=False, bias_correction=False),
+    "espdl": Recipe("espdl"),
     "best": Recipe(
         "best",
-        equalization=True,
-        exponent_search=True,
-        bias_correction=True,
-        equalization_opt_level=2,
+        (
+            ("equalization", {"opt_level": 2, "iterations": 10}),
+            "exponent_search",
+            "output_search",
+            "bias_correction",
+        ),
         verify=True,
     ),
 }
 
+#: the legacy QuantSetting fields and the steps each one switches
+_FIELD_STEPS = {
+    "equalization": ("equalization",),
+    "exponent_search": ("exponent_search", "output_search"),
+    "bias_correction": ("bias_correction",),
+}
 
-@dataclass
+
+@dataclass(frozen=True)
 class Steps:
-    """What one ``quantize`` call does: the recipe resolved against the setting's overrides."""
+    """What one ``quantize`` call does: the recipe's steps resolved against the setting's overrides."""
 
     recipe: str
-    equalization: EqualizationSetting | None
-    exponent_search: bool
-    bias_correction: bool
+    steps: tuple[StepSpec, ...] = ()
     verify: bool = False
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.steps)
+
+    @property
+    def equalization(self) -> EqualizationSetting | None:
+        """The equalization step's settings, ``None`` when it does not run."""
+        opts = dict(self.steps).get("equalization")
+        return None if opts is None else EqualizationSetting(**opts)
+
+    @property
+    def exponent_search(self) -> bool:
+        return "exponent_search" in self.names
+
+    @property
+    def bias_correction(self) -> bool:
+        return "bias_correction" in self.names
+
+    def stage(self, stage: str) -> tuple[StepSpec, ...]:
+        """The ``(name, options)`` of the steps of ``stage`` (:data:`~espq.quant.steps.GRAPH`/``PLAN``)."""
+        return tuple(s for s in self.steps if STEPS[s[0]].stage == stage)
+
+    def build(self, stage: str) -> list[Step]:
+        """Instances of the steps of ``stage``, in order."""
+        return [make_step(name, options) for name, options in self.stage(stage)]
 
 
 def resolve(setting: QuantSetting, recipe: str | None = None) -> Steps:
@@ -77,30 +125,25 @@ def resolve(setting: QuantSetting, recipe: str | None = None) -> Steps:
     if name not in RECIPES:
         raise ConfigError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
     r = RECIPES[name]
-
-    def pick(value: bool | None, default: bool) -> bool:
-        return default if value is None else bool(value)
-
-    eq = None
-    if pick(setting.equalization, r.equalization):
-        eq = setting.equalization_setting or EqualizationSetting(
-            opt_level=r.equalization_opt_level, iterations=r.equalization_iterations
-        )
-        eq.validate()
-    return Steps(
-        recipe=name,
-        equalization=eq,
-        exponent_search=pick(setting.exponent_search, r.exponent_search),
-        bias_correction=pick(setting.bias_correction, r.bias_correction),
-        verify=r.verify,
-    )
+    overrides: dict[str, Any] = {}
+    for field_name, step_names in _FIELD_STEPS.items():
+        value = getattr(setting, field_name)
+        if value is not None:
+            overrides.update(dict.fromkeys(step_names, bool(value)))
+    specs = resolve_steps(r.steps, overrides)
+    if setting.equalization_setting is not None and "equalization" in dict(specs):
+        specs = resolve_steps(specs, {"equalization": asdict(setting.equalization_setting)})
+    specs = resolve_steps(specs, setting.steps)
+    steps = Steps(recipe=name, steps=specs, verify=r.verify)
+    steps.build(GRAPH)  # options checked now, not after calibration
+    steps.build(PLAN)
+    return steps
 
 
-def prepare_graph(graph: Graph, steps: Steps) -> Graph:
-    """Float-graph steps before planning (equalization); in place, returns ``graph``."""
-    if steps.equalization is not None:
-        equalize(graph, steps.equalization)
-    return graph
+def prepare_graph(graph: Graph, steps: Steps, target: Target) -> Graph:
+    """The float graph after the :data:`~espq.quant.steps.GRAPH`-stage steps (equalization); ``graph``
+    itself is not changed."""
+    return run_steps(steps.build(GRAPH), StepContext(graph=graph, target=target)).graph
 
 
 def settings_from_compat(compat: Any, setting: QuantSetting) -> QuantSetting:
@@ -133,26 +176,16 @@ def settings_from_compat(compat: Any, setting: QuantSetting) -> QuantSetting:
 
 def variants(steps: Steps) -> list[Steps]:
     """The step sets one ``quantize`` call tries: ``steps`` itself; with ``verify``, also ``steps`` without
-    equalization and the plain calibration (the one with the lowest output error is kept)."""
+    the graph-stage steps (equalization) and the plain calibration (the one with the lowest output error
+    is kept)."""
     if not steps.verify:
         return [steps]
     out = [steps]
-    if steps.equalization is not None:
-        out.append(replace(steps, equalization=None))
-    if steps.exponent_search or steps.bias_correction:
-        out.append(replace(steps, equalization=None, exponent_search=False, bias_correction=False))
+    if steps.stage(GRAPH):
+        out.append(replace(steps, steps=steps.stage(PLAN)))
+    if steps.stage(PLAN):
+        out.append(replace(steps, steps=()))
     return out
-
-
-def output_error(q: dict[str, np.ndarray], f: dict[str, np.ndarray]) -> float:
-    """Noise-to-signal power ratio of ``q`` against ``f`` per sample, averaged over samples and outputs
-    (ESP-PPQ's "snr" metric, esp_ppq_facts.md §5.1)."""
-    errs = []
-    for name, ref in f.items():
-        r = ref.reshape(ref.shape[0], -1).astype(np.float64)
-        d = q[name].reshape(r.shape).astype(np.float64) - r
-        errs.append(float(np.mean((d**2).sum(1) / ((r**2).sum(1) + 1e-7))))
-    return float(np.mean(errs))
 
 
 def select(models: list, float_graph: Graph, batches: list[dict[str, np.ndarray]]):
@@ -174,6 +207,7 @@ __all__ = [
     "Recipe",
     "Steps",
     "output_error",
+    "SELECT_MARGIN",
     "prepare_graph",
     "resolve",
     "select",

@@ -117,3 +117,75 @@ def test_if_better_step_is_kept_only_when_it_cuts_the_error(toy_steps):
     assert rolled is before and _err(before) == 1.0 and rolled.applied == ()
     with pytest.raises(ConfigError, match="pass an error function"):
         run_steps([make_step("_toy_scale")], before)
+
+
+def test_recipes_are_ordered_step_tuples_and_settings_override_by_name():
+    from espq.quant.recipes import RECIPES, resolve, variants
+
+    assert {"equalization", "exponent_search", "output_search", "bias_correction"} <= set(STEPS)
+    best = resolve(QuantSetting(), "best")
+    assert best.names == ("equalization", "exponent_search", "output_search", "bias_correction")
+    assert best.equalization.opt_level == 2 and RECIPES["espdl"].steps == ()
+    # the legacy field switches both searches; setting.steps overrides by name afterwards
+    s = QuantSetting(exponent_search=True, steps={"output_search": False, "bias_correction": True})
+    assert resolve(s).names == ("exponent_search", "bias_correction")
+    eq = resolve(QuantSetting(recipe="best", steps={"equalization": {"iterations": 3}})).equalization
+    assert (eq.opt_level, eq.iterations) == (2, 3)
+    with pytest.raises(ConfigError, match="bad options for step 'exponent_search'"):
+        resolve(QuantSetting(steps={"exponent_search": {"radius": 2}}))
+    assert [v.names for v in variants(best)] == [best.names, best.names[1:], ()]
+
+
+def test_finish_plan_rolls_back_an_if_better_step_that_does_not_help(toy_steps):
+    """A plan-stage IF_BETTER step that worsens the output error is not applied by finish_plan."""
+    import copy
+
+    import numpy as np
+
+    from espq.quant.quantize import calibration_statistics, finish_plan, output_error_of, plan_skeleton
+    from espq.quant.recipes import resolve
+
+    class Coarse:
+        name: ClassVar[str] = "_toy_coarse"
+        stage: ClassVar[str] = PLAN
+        needs: ClassVar[frozenset[str]] = frozenset({CALIBRATION_BATCHES})
+        keep: ClassVar[str] = IF_BETTER
+        order: ClassVar[int] = 999
+
+        def __init__(self, shift: int = 4) -> None:
+            self.shift = shift
+
+        def apply(self, context: StepContext) -> StepContext:
+            plan = copy.deepcopy(context.plan)  # every activation 2^shift coarser: much worse
+            plan.tensors = {
+                k: v.with_exponent(int(v.exponent) + self.shift) if v.group and v.exponent is not None else v
+                for k, v in plan.tensors.items()
+            }
+            return context.evolve(plan=plan)
+
+    register_step(Coarse)
+    try:
+        graph = graph_from_onnx(conv_relu_add_model())
+        target = get_target("esp32p4")
+        rng = np.random.default_rng(0)
+        batches = [{"x": rng.standard_normal((8, 3, 8, 8)).astype(np.float32)} for _ in range(2)]
+        setting = QuantSetting()
+        _, skeleton = plan_skeleton(graph, target, 8, setting)
+        stats = calibration_statistics(graph, skeleton, target, iter(batches), skeleton.observed_tensors)
+        plain = finish_plan(
+            copy.deepcopy(skeleton), graph.copy(), stats, setting, resolve(setting), target, batches
+        )
+        with_step = resolve(QuantSetting(steps={"_toy_coarse": True}))
+        assert with_step.names == ("_toy_coarse",)
+        kept = finish_plan(copy.deepcopy(skeleton), graph.copy(), stats, setting, with_step, target, batches)
+        assert kept.to_json() == plain.to_json()  # rolled back
+        error = output_error_of(graph, batches)
+        base = StepContext(graph=graph, target=target, plan=plain)
+        assert error(Coarse().apply(base)) > 2 * error(base) > 0  # the step really hurts
+        helpful = resolve(QuantSetting(steps={"_toy_coarse": {"shift": 0}}))  # no change: not 10 % better
+        assert (
+            finish_plan(skeleton, graph.copy(), stats, setting, helpful, target, batches).to_json()
+            == plain.to_json()
+        )
+    finally:
+        STEPS.pop("_toy_coarse")

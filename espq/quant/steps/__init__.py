@@ -1,16 +1,20 @@
 """Accuracy steps: the :class:`~espq.quant.steps.base.Step` protocol, its registry and the steps."""
 
+# the steps register themselves on import (one line per step)
+from espq.quant.steps import bias_correction, equalization, exponent_search, output_search, tqt  # noqa: E402, F401
 from espq.quant.steps.base import (
     ALWAYS,
     CALIBRATION_BATCHES,
     FLOAT_REFERENCE,
     GRAPH,
     IF_BETTER,
+    KEEP_MARGIN,
     PLAN,
     STEPS,
     TENSOR_STATS,
     Step,
     StepContext,
+    StepSpec,
     keep_if_better,
     make_step,
     register_step,
@@ -25,11 +29,13 @@ __all__ = [
     "FLOAT_REFERENCE",
     "GRAPH",
     "IF_BETTER",
+    "KEEP_MARGIN",
     "PLAN",
     "STEPS",
     "TENSOR_STATS",
     "Step",
     "StepContext",
+    "StepSpec",
     "keep_if_better",
     "make_step",
     "register_step",
