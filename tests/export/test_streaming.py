@@ -423,3 +423,29 @@ def test_custom_passes_run_on_the_chunk_graph_before_the_caches(tmp_path):
     assert np.any(qm.graph.initializers[bias])  # the quantized model itself is not changed
     with pytest.raises(ConfigError, match="neither callable"):
         qm.export(tmp_path / "x.espdl", streaming_input_shape=[1, 8, 2], streaming_custom_passes=[3])
+
+
+def test_cli_quantize_streaming_input_shape(tmp_path):
+    from typer.testing import CliRunner
+
+    from espq.cli import app
+    from espq.frontends import export_torch
+
+    torch.manual_seed(1)
+    onnx_path = tmp_path / "tcn.onnx"
+    model = DilatedTCN().eval()
+    onnx_path.write_bytes(export_torch(model, input_shape=[1, 8, 16]).SerializeToString())
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(0).standard_normal((8, 8, 16)).astype(np.float32))
+    out = tmp_path / "tcn_stream.espdl"
+    args = ["quantize", onnx_path, "--calib", calib, "--steps", "2", "--batch-size", "4", "--out", out]
+    r = CliRunner().invoke(app, [str(a) for a in args + ["--streaming-input-shape", "1", "8", "2"]])
+    assert r.exit_code == 0, r.output
+    assert [w for w, _ in _caches(out)] == [3, 5, 9]
+    assert list(read(out).graph.inputs[0].shape) == [1, 8, 2]  # NCW: the first cache reads the input
+    r = CliRunner().invoke(app, ["run", str(out), "--check"])
+    assert r.exit_code == 0 and "PASS" in r.output, r.output
+    r = CliRunner().invoke(
+        app, [str(a) for a in args + ["--force", "--streaming-input-shape", "1", "4", "2"]]
+    )
+    assert r.exit_code == 2 and "differ in exactly one dimension" in r.output
