@@ -9,8 +9,9 @@ Activation memory (esp_dl_facts.md §5.1): ESP-DL's greedy planner keeps each ac
 to its last consumer (graph outputs never freed), sizes rounded up to 16 bytes, and lets "changed buffer"
 ops (elementwise arithmetic, activations/LUTs, RequantizeLinear) overwrite an input that dies at the node,
 and "unchanged buffer" ops (Reshape/Flatten/Squeeze/Unsqueeze/Identity) alias their input. We reproduce
-those lifetimes and aliasing from the ValueInfo shapes and report ``activation_peak_bytes`` (largest sum of
-simultaneously live buffers: a lower bound of any arena) and ``activation_arena_bytes`` (a greedy-by-size
+those lifetimes and aliasing from the ValueInfo shapes (:func:`espq.targets.memory.activation_memory`)
+and report ``activation_peak_bytes`` (largest sum of simultaneously live buffers: a lower bound of any
+arena) and ``activation_arena_bytes`` (a greedy-by-size
 first-fit offset plan over the same buffers, an estimate of the arena ESP-DL allocates; the exact ESP-DL
 placement order is not documented, so the value may differ by fragmentation). Per-op scratch buffers are
 not counted.
@@ -27,15 +28,11 @@ from typing import Any
 
 from espq.errors import EspdlFormatError, EspqError
 from espq.espdl.model import EspdlModel, EspdlValueInfo
-from espq.espdl.schema import NUMPY_DTYPES, TensorDataType
+from espq.espdl.schema import TensorDataType
 from espq.espdl.validate import quant_type_of, violations
-from espq.ir.op_facts import Buffer, ops_with
 from espq.targets.infer import infer_target
-
-#: ops that may overwrite an input buffer that dies at the node (§5.1 "changed buffer").
-CHANGED_BUFFER_OPS = ops_with(buffer=Buffer.INPLACE)
-#: ops whose output is a view of their input (§5.1 "unchanged buffer").
-VIEW_OPS = ops_with(buffer=Buffer.VIEW)
+from espq.targets.latency import estimate
+from espq.targets.memory import activation_memory
 
 
 def _load(source: EspdlModel | str | os.PathLike | bytes) -> tuple[EspdlModel, str | None]:
@@ -59,77 +56,18 @@ def _io(v: EspdlValueInfo) -> dict[str, Any]:
     return {"name": v.name, "shape": v.shape, "dtype": dtype_name(v.elem_type), "exponent": v.exponent}
 
 
-def _bytes_of(v: EspdlValueInfo) -> int | None:
-    if v.shape is None or any(not isinstance(d, int) for d in v.shape) or v.elem_type not in NUMPY_DTYPES:
-        return None
-    n = math.prod(v.shape) * NUMPY_DTYPES[v.elem_type].itemsize  # type: ignore[arg-type]
-    return -(-n // 16) * 16
-
-
-def activation_memory(model: EspdlModel) -> dict[str, int]:
-    """Activation memory estimate (module docstring): peak live bytes, greedy arena bytes, buffers."""
-    g = model.graph
-    vi = {v.name: v for v in g.value_info}
-    outputs = {v.name for v in g.outputs}
-    last_use: dict[str, int] = {}
-    for i, node in enumerate(g.nodes):
-        for t in node.inputs:
-            if t in vi and t not in g.initializers:
-                last_use[t] = i
-    end_of_graph = len(g.nodes)
-    buffer_of: dict[str, int] = {}
-    buffers: list[list[int]] = []  # [size, first step, last step]
-
-    def new_buffer(t: str, step: int) -> None:
-        size = _bytes_of(vi[t])
-        if size is None:
-            return
-        buffer_of[t] = len(buffers)
-        buffers.append([size, step, step])
-
-    for v in g.inputs:
-        if v.name in vi:
-            new_buffer(v.name, 0)
-    for i, node in enumerate(g.nodes):
-        src = node.inputs[0] if node.inputs else ""
-        for k, t in enumerate(node.outputs):
-            if t not in vi:
-                continue
-            size = _bytes_of(vi[t])
-            b = buffer_of.get(src) if k == 0 else None
-            reuse = (
-                b is not None
-                and size is not None
-                and src not in outputs
-                and buffers[b][0] >= size
-                and (
-                    node.op_type in VIEW_OPS
-                    or (node.op_type in CHANGED_BUFFER_OPS and last_use.get(src) == i and src not in outputs)
-                )
-            )
-            if reuse:
-                buffer_of[t] = b  # type: ignore[assignment]
-            else:
-                new_buffer(t, i)
-    for t, b in buffer_of.items():
-        end = end_of_graph if t in outputs else max(last_use.get(t, -1), buffers[b][1])
-        buffers[b][2] = max(buffers[b][2], end)
-    steps = range(end_of_graph + 1)
-    peak = max((sum(s for s, a, z in buffers if a <= i <= z) for i in steps), default=0)
-    placed: list[tuple[int, int, int, int]] = []  # offset, size, first, last
-    arena = 0
-    for size, a, z in sorted(buffers, key=lambda x: (-x[0], x[1])):
-        offset = 0
-        for o, s, _a, _z in sorted(p for p in placed if not (p[3] < a or z < p[2])):
-            if offset + size <= o:
-                break
-            offset = max(offset, o + s)
-        placed.append((offset, size, a, z))
-        arena = max(arena, offset + size)
+def _latency(model: EspdlModel) -> dict[str, Any]:
+    """Predicted single-core latency and peak memory (:func:`espq.targets.latency.estimate`)."""
+    try:
+        est = estimate(model)
+    except EspqError as exc:  # e.g. an unknown metadata target
+        none = dict.fromkeys(("latency_ms", "latency_target", "peak_memory_bytes"))
+        return {**none, "latency_note": str(exc)}
     return {
-        "activation_peak_bytes": peak,
-        "activation_arena_bytes": arena,
-        "activation_buffers": len(buffers),
+        "latency_ms": None if math.isnan(est.ms) else round(est.ms, 3),
+        "latency_target": est.target,
+        "latency_note": est.note,
+        "peak_memory_bytes": est.peak_memory_bytes,
     }
 
 
@@ -144,6 +82,8 @@ def inspect_model(source: EspdlModel | str | os.PathLike | bytes) -> dict[str, A
     padding), ``param_bytes_aligned`` (each rounded up to 16 as stored), ``per_channel`` (any per-channel
     parameter), ``luts``, ``exponent_range`` ({activations: [min, max], parameters: [min, max]}),
     ``activation_peak_bytes``, ``activation_arena_bytes``, ``activation_buffers`` (module docstring),
+    ``latency_ms`` / ``latency_target`` / ``latency_note`` / ``peak_memory_bytes`` (parameters + peak
+    activations; :func:`espq.targets.latency.estimate`; ms None where the chip has no fitted model),
     ``has_test_values``, ``test_inputs``, ``test_outputs`` (names), ``violations`` (see
     :func:`espq.espdl.validate.violations`).
     """
@@ -195,6 +135,7 @@ def inspect_model(source: EspdlModel | str | os.PathLike | bytes) -> dict[str, A
             "parameters": [min(par_exps), max(par_exps)] if par_exps else None,
         },
         **activation_memory(model),
+        **_latency(model),
         "has_test_values": bool(g.test_inputs or g.test_outputs),
         "test_inputs": list(g.test_inputs),
         "test_outputs": list(g.test_outputs),
@@ -213,6 +154,15 @@ def _kib(n: int) -> str:
     return f"{n:,} B ({n / 1024:.1f} KiB)"
 
 
+def _latency_line(d: dict[str, Any]) -> str:
+    if d["latency_ms"] is None:
+        return f"latency:     n/a ({d['latency_note']})"
+    return (
+        f"latency:     {d['latency_ms']:.1f} ms predicted on {d['latency_target']} (single core, model only; "
+        "fitted on ESP-DL's published zoo latencies, bench/latency_fit.py)"
+    )
+
+
 def format_inspect(d: dict[str, Any]) -> str:
     """Plain-text rendering of :func:`inspect_model`'s dict: summary, I/O, op counts, nodes, violations."""
     target = d["target"] or f"{d['inferred_target']} (inferred; no metadata target)"
@@ -229,6 +179,9 @@ def format_inspect(d: dict[str, Any]) -> str:
         f"exponents:   activations {ar}   parameters {pr}",
         f"activations: peak {_kib(d['activation_peak_bytes'])}, greedy arena "
         f"{_kib(d['activation_arena_bytes'])} over {d['activation_buffers']} buffers",
+        _latency_line(d),
+        f"peak memory: {_kib(d['peak_memory_bytes']) if d['peak_memory_bytes'] is not None else 'n/a'} "
+        "(parameters + peak activations)",
         f"test values: {'yes' if d['has_test_values'] else 'no'}",
         "",
     ]

@@ -7,7 +7,7 @@ input. ``activation_peak_bytes`` is the largest sum of simultaneously live buffe
 arena), ``activation_arena_bytes`` a greedy-by-size first-fit offset plan over the same buffers (ESP-DL's
 exact placement order is not documented, so it may differ by fragmentation). Per-op scratch buffers are not
 counted. Works on any object shaped like :class:`~espq.espdl.model.EspdlModel` (this layer does not import
-the file format); the same rule as :func:`espq.espdl.inspect.activation_memory`.
+the file format); ``espq inspect`` reports it (:mod:`espq.espdl.inspect` imports it from here).
 """
 
 from __future__ import annotations

@@ -217,3 +217,20 @@ def test_twice_the_work_predicts_more(shared):
     assert est.macs == 2 * base.macs
     assert 1.6 * base.ms < est.ms <= 2 * base.ms + 1e-9
     assert est.param_bytes == base.param_bytes and est.peak_activation_bytes > base.peak_activation_bytes
+
+
+def test_inspect_prints_latency_and_peak_memory(shared, capsys):
+    from espq.espdl.inspect import inspect_cli, inspect_model
+
+    path = shared("espdl-zoo", "coco_detect_yolo11n_320_s8_v1_p4.espdl")
+    d = inspect_model(path)
+    assert d["latency_target"] == "esp32p4" and d["latency_ms"] == pytest.approx(528.4, abs=0.1)
+    assert d["peak_memory_bytes"] == d["param_bytes"] + d["activation_peak_bytes"]
+    assert d["param_bytes"] == sum(len(t.raw) for t in espdl.read(path).graph.initializers.values())
+    assert inspect_cli(path) == 0
+    out = capsys.readouterr().out
+    assert f"latency:     {d['latency_ms']:.1f} ms predicted on esp32p4" in out
+    assert f"peak memory: {d['peak_memory_bytes']:,} B" in out
+    c_model = shared("espdl-zoo", "optest_c_gemm_ishap_1_16_kshap_16_16_relu_s8.espdl")
+    assert inspect_cli(c_model, as_json=True) == 0
+    assert '"latency_ms": null' in capsys.readouterr().out
