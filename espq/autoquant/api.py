@@ -14,7 +14,7 @@ import numpy as np
 
 from espq.autoquant.backends import check_backend, make_backend
 from espq.autoquant.report import write_report
-from espq.autoquant.runner import Context, RunResult, latency_estimator, run_config
+from espq.autoquant.runner import Context, RunResult, latency_estimator, latency_ms, run_config
 from espq.autoquant.search import FINAL, Budgets, pareto_front, survivors, top_k
 from espq.autoquant.space import Config, default_space, unique
 from espq.autoquant.store import RunStore
@@ -106,6 +106,7 @@ def _final_stage(
     todo = [c for c in finalists if store.done(c.key(), FINAL, total) is None]
     for config, result in zip(todo, backend.map([(c, total, True) for c in todo])):
         qm = to_model(result, ctx.target)
+        lat = result.latency_ms if result.latency_ms is not None else latency_ms(qm)
         score, extras = _score(evaluate, qm, result.nsr)
         folder = store.folder(result.key)
         folder.mkdir(parents=True, exist_ok=True)
@@ -118,7 +119,7 @@ def _final_stage(
             "config": config.to_json(),
             "nsr": result.nsr,
             "param_bytes": result.param_bytes,
-            "latency_ms": result.latency_ms,
+            "latency_ms": lat,
             "int16_layers": result.int16_layers,
             "score": score,
             "files": ["model.espdl", "model.info", "model.json"],
@@ -207,7 +208,11 @@ def autoquant(
         configs = [c for c in configs if not c.int16_layers]
     if not configs:
         raise ConfigError("autoquant's search space is empty")
-    ctx = Context(graph, feeds, tgt.name, bits, setting, min(proxy_batches, len(feeds)), device, latency)
+    # proxy runs predict latency only to honour a latency budget; finalists always (when the model exists)
+    proxy_latency = max_latency_ms is not None
+    ctx = Context(
+        graph, feeds, tgt.name, bits, setting, min(proxy_batches, len(feeds)), device, proxy_latency
+    )
     ctx.float_outputs(ctx.proxy_batches)
     ctx.float_outputs(len(feeds))  # computed once here, sent to every worker
     direction = "minimize" if evaluate is None else score_direction

@@ -9,6 +9,7 @@ only when asked (finalists).
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -99,13 +100,15 @@ def latency_estimator() -> Any:
 
 
 def latency_ms(qm: Any) -> float | None:
-    """Predicted on-chip milliseconds of ``qm`` (its ``.espdl`` built in memory), ``None`` without a model."""
+    """Predicted on-chip milliseconds of ``qm`` (its ``.espdl`` built in memory); ``None`` without the
+    latency model or for a target it has no data for."""
     estimate = latency_estimator()
     if estimate is None:
         return None
     from espq.export import build_espdl
 
-    return float(estimate(build_espdl(qm), qm.target.name).ms)
+    ms = float(estimate(build_espdl(qm), qm.target.name).ms)
+    return ms if math.isfinite(ms) else None  # NaN: no published latencies for this target
 
 
 def run_config(ctx: Context, config: Config, batches: int, keep_model: bool = False) -> RunResult:

@@ -122,3 +122,30 @@ def test_space_keys_and_package_is_callable():
     assert callable(espq.autoquant) and search.rungs(32, 2, 3) == [2, 6, 18]
     with pytest.raises(ConfigError, match="unknown observer"):
         Config("max")
+
+
+def test_latency_budget_returns_most_accurate_under_it(tmp_path):
+    pytest.importorskip("espq.targets.latency")
+    space = [Config("kl"), Config("minmax"), Config("kl", int16_layers=2), Config("kl", int16_layers=4)]
+    free = espq.autoquant(
+        chain_model(), batches(), "esp32s3", space=space, max_evaluations=4, run_dir=tmp_path / "a"
+    )
+    lat = {r["label"]: r["latency_ms"] for r in free.summary}
+    assert free.best["label"] == "kl+amp4" and lat["kl+amp4"] > lat["kl+amp2"] > lat["kl"] > 0
+    budget = (lat["kl+amp4"] + lat["kl+amp2"]) / 2
+    r = espq.autoquant(
+        chain_model(),
+        batches(),
+        "esp32s3",
+        space=space,
+        max_evaluations=4,
+        max_latency_ms=budget,
+        run_dir=tmp_path / "b",
+    )
+    under = [rec for rec in free.summary if rec["latency_ms"] <= budget]
+    assert (
+        r.best["latency_ms"] <= budget
+        and r.best["label"] == min(under, key=lambda rec: rec["score"])["label"]
+    )
+    assert r.best["label"] != "kl+amp4" and "kl+amp4" not in {c["label"] for c in r.candidates}
+    assert {f["label"] for f in free.front} >= {"kl+amp4", "kl+amp2"}  # the front trades error for latency
