@@ -245,7 +245,7 @@ class TrainableFakeQuant(torch.nn.Module):
         """A simulator on the current integer exponents (its chip-specific kernels read the plan)."""
         exps = self.exponents()
         if self._sim is None or exps != self._sim_exponents:
-            plan = _plan_with(self.plan, exps)
+            plan = plan_with_exponents(self.plan, exps)
             self._sim = FakeQuantSim(self._source_graph, plan, self.target, self.int16_lut_step)
             self._sim_exponents = exps
         return self._sim
@@ -265,17 +265,16 @@ class TrainableFakeQuant(torch.nn.Module):
         table[FAKEQUANT_OP] = requant
         return table
 
-    def _parameters_now(self, device: torch.device) -> dict[str, torch.Tensor]:
-        out = {}
-        for name, w in zip(self.weight_names, self.weights):
-            spec = self.plan.tensors[name]
-            x = w.to(device).double()
-            if spec.per_channel and x.ndim == 0:
-                x = x.reshape(1)
-            e = self._exponent(self._rules[name]).to(device)
-            q = fake_quant_ste(x, e, spec, self._param_half_even).reshape(w.shape)
-            out[name] = q if spec.bits > 32 else q.to(w.dtype)
-        return out
+    def _parameter_now(self, name: str, device: torch.device) -> torch.Tensor:
+        """Quantized initializer ``name`` as :func:`espq.sim.fakequant.quantize_parameters` computes it."""
+        w = self.weights[self._weight_index[name]]
+        spec = self.plan.tensors[name]
+        x = w.to(device).double()
+        if spec.per_channel and x.ndim == 0:
+            x = x.reshape(1)
+        e = self._exponent(self._rules[name]).to(device)
+        q = fake_quant_ste(x, e, spec, self._param_half_even).reshape(w.shape)
+        return q if spec.bits > 32 else q.to(w.dtype)
 
     # ------------------------------------------------------------------ running
     def quantized_feeds(self, feeds: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -300,7 +299,7 @@ class TrainableFakeQuant(torch.nn.Module):
         sim = self._current_sim()
         table = self._kernel_table(sim)
         rounded = sim._rounded_outputs
-        params = self._parameters_now(device)
+        params: dict[str, torch.Tensor] = {}  # quantized on first use, once per call
         keep_set = set(keep) | set(self.graph.outputs)
         token = registry.set_current_graph(self.graph)
         try:
@@ -332,7 +331,9 @@ class TrainableFakeQuant(torch.nn.Module):
             return None
         if name in state:
             return state[name]
-        if name in params:
+        if name in self._weight_index:
+            if name not in params:
+                params[name] = self._parameter_now(name, device)
             return params[name]
         return self._constants[name].to(device)
 
@@ -377,9 +378,10 @@ def _straight_through(exact_fn, surrogate_fn):
     return kernel
 
 
-def _plan_with(plan: QuantPlan, exps: Mapping[str, Any]) -> QuantPlan:
+def plan_with_exponents(plan: QuantPlan, exps: Mapping[str, Any]) -> QuantPlan:
     """A copy of ``plan`` with the activation groups' and observed parameters' exponents from ``exps``
-    (α keys as :meth:`TrainableFakeQuant.exponents` returns them); dependent specs are not re-derived."""
+    (α keys as :meth:`TrainableFakeQuant.exponents` returns them). Dependent specs (biases, Clip bounds) are
+    not re-derived here: :func:`espq.quant.calibrate.resolve_dependent_specs` does that."""
 
     def apply(name: str | None, spec: TensorSpec) -> TensorSpec:
         if spec.group is not None and _group_key(spec.group) in exps:
@@ -399,4 +401,4 @@ def _plan_with(plan: QuantPlan, exps: Mapping[str, Any]) -> QuantPlan:
     )
 
 
-__all__ = ["TrainableFakeQuant", "fake_quant_ste", "round_ste"]
+__all__ = ["TrainableFakeQuant", "plan_with_exponents", "fake_quant_ste", "round_ste"]
