@@ -21,12 +21,14 @@ a guess.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from espq.errors import ConfigError
 from espq.targets import latency_table
 from espq.targets.cost import MAC_OPS, VIEW_OPS, NodeCost, node_costs
 from espq.targets.infer import infer_target
@@ -157,6 +159,11 @@ def estimate(model: Any, target: str | None = None) -> LatencyEstimate:
     :func:`espq.espdl.cost.estimate` (this layer does not read files). Targets without published
     latencies give ``ms`` NaN and a ``note``.
     """
+    if isinstance(model, (str, os.PathLike, bytes, bytearray, memoryview)):
+        raise ConfigError(
+            f"espq.targets.latency.estimate takes an EspdlModel, not {type(model).__name__}: "
+            "use espq.espdl.cost.estimate(path_or_bytes, target) or espq.espdl.read(...) first"
+        )
     if target is None:
         target = infer_target(model).name
     g = model.graph

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from espq import espdl
+from espq.errors import ConfigError
 from espq.espdl.cost import estimate as estimate_file
 from espq.targets import latency_table
 from espq.targets.cost import NodeCost, node_costs
@@ -202,6 +203,8 @@ def test_estimate_memory_and_latency(shared):
         estimate_file(path).ms == est.ms and estimate_file(path.read_bytes(), "esp32s3").target == "esp32s3"
     )
     assert estimate(m, "esp32s3").ms > 2 * est.ms  # S3 is slower on every published model
+    with pytest.raises(ConfigError, match="espq.espdl.cost.estimate"):
+        estimate(str(path))  # this layer does not read files
 
 
 def test_twice_the_work_predicts_more(shared):
