@@ -449,3 +449,67 @@ def test_cli_quantize_streaming_input_shape(tmp_path):
         app, [str(a) for a in args + ["--force", "--streaming-input-shape", "1", "4", "2"]]
     )
     assert r.exit_code == 2 and "differ in exactly one dimension" in r.output
+
+
+def test_table_entry_on_a_tensor_without_frames_is_an_error(tmp_path):
+    class TwoInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(4, 4, 1)
+            self.gate = nn.Conv1d(4, 4, 1)
+
+        def forward(self, x, g):  # g is not streamed: it keeps its shape
+            return self.conv(x) * torch.sigmoid(self.gate(g))
+
+    torch.manual_seed(0)
+    model = TwoInputs().eval()
+    rng = np.random.default_rng(0)
+    data = [
+        (rng.standard_normal((1, 4, 8)).astype(np.float32), rng.standard_normal((1, 4, 1)).astype(np.float32))
+    ]
+    qm = espq.quantize(
+        model, data, target="esp32p4", bits=8, input_shape=[[1, 4, 8], [1, 4, 1]], progress=False
+    )
+    gate_out = next(n.outputs[0] for n in qm.graph.nodes if n.name == "/gate/Conv")
+    with pytest.raises(ConfigError, match=f"tensor '{gate_out}'.*does not carry the streamed frame axis"):
+        qm.export(
+            tmp_path / "st.espdl",
+            streaming_input_shape={qm.graph.inputs[0]: [1, 4, 2]},
+            auto_streaming=True,
+            streaming_table=[insert_streaming_cache_on_var(gate_out, 3)],
+        )
+    qm.export(
+        tmp_path / "st.espdl", streaming_input_shape={qm.graph.inputs[0]: [1, 4, 2]}, auto_streaming=True
+    )
+    assert list(read(tmp_path / "st.espdl").graph.inputs[1].shape) == [1, 1, 4]  # NWC, not streamed
+    qm.export(tmp_path / "off.espdl")
+    off, st = IntegerRunner(tmp_path / "off.espdl"), IntegerRunner(tmp_path / "st.espdl")
+    x, g = (
+        rng.standard_normal((1, 4, 8)).astype(np.float32),
+        rng.standard_normal((1, 4, 1)).astype(np.float32),
+    )
+    out = off.output_names[0]
+    got = np.concatenate([st.run([x[:, :, i : i + 2], g])[out] for i in range(0, 8, 2)], axis=2)
+    assert np.array_equal(got, off.run([x, g])[out])
+
+
+@pytest.mark.parametrize(("target", "bits"), [("esp32s3", 8), ("c", 8), ("esp32s3", 16)])
+def test_streaming_exact_on_other_targets_and_int16(tmp_path, target, bits):
+    torch.manual_seed(0)
+    model = DilatedTCN().eval()
+    rng = np.random.default_rng(0)
+    data = [rng.standard_normal((1, 8, 16)).astype(np.float32) for _ in range(4)]
+    qm = espq.quantize(model, data, target=target, bits=bits, input_shape=[1, 8, 16], progress=False)
+    qm.export(tmp_path / "off.espdl")
+    qm.export(
+        tmp_path / "st.espdl", streaming_input_shape=[1, 8, 4], auto_streaming=True, export_test_values=True
+    )
+    off, st = IntegerRunner(tmp_path / "off.espdl"), IntegerRunner(tmp_path / "st.espdl")
+    out = off.output_names[0]
+    x = rng.standard_normal((1, 8, 16)).astype(np.float32)
+    got = np.concatenate([o[out] for o in _stream(st, x, 2, 4)], axis=2)
+    assert np.array_equal(got, off.run(x)[out])  # the same runner on both files: exact also at int16
+    st.reset()  # embedded test values (first chunk, zero caches) replay on the runner
+    g = st.model.graph
+    res = st.run({k: v.values().reshape(v.dims) for k, v in g.test_inputs.items()}, raw=True)
+    assert all(np.array_equal(res[k].reshape(-1), v.values().reshape(-1)) for k, v in g.test_outputs.items())

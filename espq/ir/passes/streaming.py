@@ -198,12 +198,12 @@ class _Tracker:
     # ------------------------------------------------------------------ rules
     def visit(self, node: Node) -> None:
         tracked = [(i, t) for i, t in enumerate(node.inputs) if t in self.axes]
-        if not tracked:
-            return
         windowed_manual = node.op_type in WINDOWED and any((node.name, t) in self.manual for _, t in tracked)
-        if node.name in self.handled and not windowed_manual:
+        if node.name in self.handled and not (windowed_manual and tracked):
             self.manual_caches(node)
             return  # the user took over: outputs no longer tracked
+        if not tracked:
+            return
         out_axis = self.rule(node, tracked)
         if out_axis is not None:
             for o in node.outputs[:1] if node.op_type not in ("Split", "TopK") else node.outputs:
