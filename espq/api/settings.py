@@ -20,6 +20,14 @@ from espq.api.platforms import TargetPlatform, platform_precision
 from espq.api.setting_support import LUT_TARGET_OPS, check_setting
 from espq.errors import ConfigError
 
+#: the placeholder entries ESP-PPQ's ``DispatchingTable`` starts with (and writes to its JSON); espq drops
+#: them when reading ESP-PPQ's JSON
+PPQ_PLACEHOLDER_DISPATCHINGS = {
+    "YOUR OEPRATION NAME": "TARGET PLATFORM(INT)", "FP32 OPERATION NAME": 0, "SOI OPERATION NAME": -1,
+    "DSP INT8 OPERATION NAME": 301, "TRT INT8 OPERATION NAME": 101, "NXP INT8 OPERATION NAME": 501,
+    "PPL INT8 OPERATION NAME": 201,
+}  # fmt: skip
+
 
 class UnknownSettingError(ConfigError, AttributeError):
     """A settings field that does not exist was read or written (also an ``AttributeError``, so
@@ -329,7 +337,8 @@ class QuantizationSetting(_Fields):
 
     @classmethod
     def from_json(cls, text: str | dict[str, Any]) -> QuantizationSetting:
-        """Settings from :meth:`to_json`'s output; missing fields keep their defaults."""
+        """Settings from :meth:`to_json`'s output or ESP-PPQ's ``QuantizationSetting.to_json()`` (its enum
+        encoding; its placeholder dispatching entries are dropped); missing fields keep their defaults."""
         data = json.loads(text) if isinstance(text, str) else dict(text)
         setting = cls()
         _assign(setting, data, "setting")
@@ -358,6 +367,8 @@ def _assign(obj: Any, data: dict[str, Any], where: str) -> None:
         if is_dataclass(current):
             _assign(current, value, f"{where}.{key}")
         elif isinstance(current, Enum):
+            if isinstance(value, dict) and set(value) == {"__ppq_enum__", "name"}:  # ESP-PPQ's encoding
+                value = value["name"]
             try:
                 setattr(obj, key, type(current)[value])
             except KeyError:
@@ -367,6 +378,9 @@ def _assign(obj: Any, data: dict[str, Any], where: str) -> None:
         else:
             setattr(obj, key, value)
     if isinstance(obj, DispatchingTable):
+        obj.dispatchings = {
+            k: v for k, v in obj.dispatchings.items() if PPQ_PLACEHOLDER_DISPATCHINGS.get(k, object()) != v
+        }
         for name, platform in obj.dispatchings.items():
             try:
                 platform_precision(platform)

@@ -239,3 +239,13 @@ def test_json_round_trip_and_errors():
         QuantizationSetting.from_json({"equalisation": True})
     with pytest.raises(ConfigError, match="clip_visiblity.*EXPORT_WHEN_ACTIVE"):
         QuantizationSetting.from_json({"quantize_parameter_setting": {"clip_visiblity": "SOMETIMES"}})
+
+
+def test_reads_esp_ppq_json():
+    """ESP-PPQ 1.3.12's own to_json() (from the wheel) of espdl_setting(16), equalization, one dispatching."""
+    text = (Path(__file__).parent / "data" / "esp_ppq_1_3_12_espdl16_setting.json").read_text()
+    s = QuantizationSetting.from_json(text)
+    expected = QuantizationSettingFactory.espdl_setting(16)
+    expected.dispatching_table.append("conv1", 554)
+    expected.equalization, expected.equalization_setting.iterations = True, 4
+    assert s == expected and s.dispatching_table.precision() == {"conv1": 16}
