@@ -1,4 +1,4 @@
-"""Op-type families of ONNX that several stages treat alike."""
+"""Op-type families of ONNX that several stages treat alike (per-op facts: :mod:`espq.ir.op_facts`)."""
 
 from __future__ import annotations
 
