@@ -64,6 +64,7 @@ def to_quant_setting(
     for name, platform in (kwargs.get("dispatching_override") or {}).items():
         precision[name] = platform_precision(platform)
     algo = setting.quantize_activation_setting.calib_algorithm
+    algo = algo.lower() if isinstance(algo, str) else algo  # ESP-PPQ's observer names are case-insensitive
     if num_of_bits == 16 and algo == "kl":
         algo = None  # ESP-PPQ's 16-bit default observer is min-max (KL has too few bins at 16 bit)
     return settings_from_compat(

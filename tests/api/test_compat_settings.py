@@ -249,3 +249,13 @@ def test_reads_esp_ppq_json():
     expected.dispatching_table.append("conv1", 554)
     expected.equalization, expected.equalization_setting.iterations = True, 4
     assert s == expected and s.dispatching_table.precision() == {"conv1": 16}
+
+
+def test_observer_names_are_case_insensitive_as_in_esp_ppq(model, tmp_path):
+    plans = []
+    for name in ("MSE", "mse"):
+        s = QuantizationSettingFactory.espdl_setting()
+        s.quantize_activation_setting.calib_algorithm = name
+        plans.append(_quantize(model, s, tmp_path).plan.to_json())
+    s.quantize_activation_setting.calib_algorithm = "minmax"
+    assert plans[0] == plans[1] != _quantize(model, s, tmp_path).plan.to_json()
