@@ -204,9 +204,12 @@ def test_kws_depthwise_separable_4d(tmp_path, chunk):
     qm = _quantize(KWS(), [1, 1, 16, 10], seed=3)
     qm.export(tmp_path / "off.espdl")
     qm.export(tmp_path / "st.espdl", streaming_input_shape=[1, 1, chunk, 10], auto_streaming=True)
-    # stem k=3 (window 3) on the graph input, which stays NCHW (its reader is the cache, a Transpose
-    # follows it): time axis 2; depthwise k=3 dilation 2 (window 5) on an NHWC tensor: time axis 1
-    assert _caches(tmp_path / "st.espdl") == [(3, 2), (5, 1)]
+    # stem k=3 (window 3) on the graph input, depthwise k=3 dilation 2 (window 5); the input cached in
+    # front of a Conv is NHWC as in ESP-PPQ (no Transpose): NCHW time axis 2 -> NHWC axis 1
+    assert _caches(tmp_path / "st.espdl") == [(3, 1), (5, 1)]
+    m = read(tmp_path / "st.espdl")
+    assert list(m.graph.inputs[0].shape) == [1, chunk, 10, 1]
+    assert "Transpose" not in [n.op_type for n in m.graph.nodes]
     off, st = IntegerRunner(tmp_path / "off.espdl"), IntegerRunner(tmp_path / "st.espdl")
     out = off.output_names[0]
     x = np.random.default_rng(4).standard_normal((1, 1, 16, 10)).astype(np.float32)
@@ -442,7 +445,7 @@ def test_cli_quantize_streaming_input_shape(tmp_path):
     r = CliRunner().invoke(app, [str(a) for a in args + ["--streaming-input-shape", "1", "8", "2"]])
     assert r.exit_code == 0, r.output
     assert [w for w, _ in _caches(out)] == [3, 5, 9]
-    assert list(read(out).graph.inputs[0].shape) == [1, 8, 2]  # NCW: the first cache reads the input
+    assert list(read(out).graph.inputs[0].shape) == [1, 2, 8]  # NWC: the input is cached before a Conv
     r = CliRunner().invoke(app, ["run", str(out), "--check"])
     assert r.exit_code == 0 and "PASS" in r.output, r.output
     r = CliRunner().invoke(

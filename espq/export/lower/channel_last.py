@@ -287,6 +287,14 @@ def _drop_axes(p: tuple[int, ...], removed: set[int]) -> tuple[int, ...]:
     return tuple(kept.index(a) for a in p if a not in removed)
 
 
+def _cache_before_conv(g, node: Node) -> bool:
+    """A StreamingCache read by a conv-like op: ESP-PPQ lays the graph out before it inserts the
+    caches (esp_ppq_facts.md §8.2), so a graph input cached in front of a Conv is channel-last."""
+    return node.op_type == "StreamingCache" and any(
+        c.op_type in CONV_LIKE for c in g.consumers(node.outputs[0])
+    )
+
+
 def to_channel_last(state: ExportState) -> int:
     """Apply the layout rules to every node; returns the number of Transposes inserted."""
     lay = _Layout(state)
@@ -294,7 +302,8 @@ def to_channel_last(state: ExportState) -> int:
     for name in g.inputs:
         r = state.rank(name)
         if channel_last_perm(r) and any(
-            c.op_type in CONV_LIKE or lay.per_channel_prelu(c) for c in g.consumers(name)
+            c.op_type in CONV_LIKE or lay.per_channel_prelu(c) or _cache_before_conv(g, c)
+            for c in g.consumers(name)
         ):
             lay.set_perm(name, channel_last_perm(r))
     for node in list(g.nodes):

@@ -92,7 +92,9 @@ def layout_perms(model: EspdlModel) -> dict[str, Perm]:
     for vi in g.inputs:
         r = rank(vi.name)
         cl = channel_last_perm(r or 0)
-        if cl is not None and any(channel_last(n) for n in g.consumers(vi.name)):
+        readers = g.consumers(vi.name)  # a StreamingCache in front of a Conv: channel-last (ESP-PPQ §8.2)
+        readers += [c for n in readers if n.op_type == "StreamingCache" for c in g.consumers(n.outputs[0])]
+        if cl is not None and any(channel_last(n) for n in readers):
             perms[vi.name] = cl
     for node in g.nodes:
         acts = [t for t in node.inputs if t and t not in inits]
