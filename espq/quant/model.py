@@ -161,6 +161,31 @@ class QuantizedModel:
         """Write the plan as JSON; ``espq.quantize(..., plan=path)`` re-applies it without calibrating."""
         self.plan.save(path)
 
+    def trainable(self, train_exponents: bool = False) -> torch.nn.Module:
+        """A ``torch.nn.Module`` computing exactly what :meth:`run` computes (QAT), with straight-through
+        gradients; weights trainable, exponents (α = log2 scale) with ``train_exponents``
+        (:class:`espq.sim.trainable.TrainableFakeQuant`). Train it with your own loss and labels, then
+        :meth:`update`."""
+        from espq.sim.trainable import TrainableFakeQuant
+
+        return TrainableFakeQuant(
+            self.graph,
+            self.plan,
+            self.target,
+            int16_lut_step=self.int16_lut_step,
+            train_weights=True,
+            train_exponents=train_exponents,
+        )
+
+    def update(self, module: torch.nn.Module) -> None:
+        """Take the trained weights and integer exponents of ``module`` (from :meth:`trainable`): the graph
+        gets the float weights, the plan the exponents, with biases/Clip bounds re-derived; ``float_graph``
+        (the float reference) is kept. Export as usual afterwards."""
+        from espq.quant.finetune import apply_trained
+
+        self.graph, self.plan = apply_trained(self.graph, self.plan, module)
+        self._sim = None
+
     def __repr__(self) -> str:
         n16 = len(self.plan.int16_nodes())
         return (

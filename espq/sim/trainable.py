@@ -79,6 +79,10 @@ def fake_quant_ste(
         shape = [1] * x.ndim
         shape[spec.axis] = -1
         e = e.reshape(shape)
+    if not torch.is_grad_enabled() or not (x.requires_grad or e.requires_grad):
+        y = x * torch.exp2(-e)  # the same operations in place, without autograd records
+        y = y.round_() if half_even else y.add_(0.5).floor_()
+        return y.clamp_(spec.qmin, spec.qmax).mul_(torch.exp2(e))
     y = round_ste(x * torch.exp2(-e), half_even)
     return torch.clamp(y, spec.qmin, spec.qmax) * torch.exp2(e)
 

@@ -107,3 +107,59 @@ def test_tqt_step_in_quantize(demo):
     )
     assert "tqt" in tuned.steps.names
     assert _nsr(tuned, x_test) < _nsr(qm, x_test)
+
+
+def test_qat_trainable_update_lowers_label_loss_and_exports_exactly(tmp_path):
+    import torch
+
+    from espq.demo import digits_data, make_model, train
+    from espq.frontends import export_torch, load_onnx
+
+    x_train, y_train, x_test, y_test = digits_data()
+    model = make_model()
+    train(model, x_train, y_train, epochs=1)
+    graph = espq.load(load_onnx(export_torch(model, input_shape=[1, 1, 8, 8])))
+    qm = espq.quantize(
+        graph, [x_train[i : i + 64] for i in range(0, 256, 64)], target="esp32p4", progress=False
+    )
+    name = qm.graph.outputs[0]
+    module = qm.trainable()
+    with torch.no_grad():
+        assert np.array_equal(module(torch.as_tensor(x_test)).numpy(), qm.run(x_test)[name])
+
+    def label_loss() -> float:
+        return float(
+            torch.nn.functional.cross_entropy(
+                torch.as_tensor(qm.run(x_train)[name]), torch.as_tensor(y_train)
+            )
+        )
+
+    before = label_loss()
+    opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=1e-3)
+    xt, yt = torch.as_tensor(x_train), torch.as_tensor(y_train)
+    for step in range(30):
+        idx = slice((step * 64) % 1280, (step * 64) % 1280 + 64)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(module(xt[idx]), yt[idx]).backward()
+        opt.step()
+    qm.update(module)
+    after = label_loss()
+    assert after < 0.9 * before, (before, after)
+    with torch.no_grad():
+        assert np.array_equal(module.eval()(torch.as_tensor(x_test)).numpy(), qm.run(x_test)[name])
+    path = tmp_path / "qat.espdl"
+    qm.export(path, export_test_values=True, test_inputs=[x_test[:1]])
+    assert check_test_values(path).ok
+    runner = IntegerRunner(path)
+    chip = np.concatenate([runner.run(x_test[i : i + 1])[name] for i in range(40)])
+    assert np.array_equal(chip, qm.run(x_test[:40])[name])
+    with pytest.raises(espq.errors.ConfigError, match="does not belong"):
+        qm.update(TrainableFakeQuant(qm.float_graph.copy(), _other_plan(qm), qm.target))
+
+
+def _other_plan(qm: QuantizedModel):
+    import copy
+
+    plan = copy.deepcopy(qm.plan)
+    plan.tensors["not_a_tensor"] = next(iter(plan.tensors.values()))
+    return plan

@@ -195,7 +195,7 @@ def tqt_optimize(
                 q_env = [module.run_segment(e, start, stop) for e in q_in]
         f_env = f_next
     bar.close()
-    new_graph, new_plan = _write_back(graph, plan, module)
+    new_graph, new_plan = apply_trained(graph, plan, module)
     return TQTResult(new_graph, new_plan, results, time.perf_counter() - t0)
 
 
@@ -262,9 +262,15 @@ def _train_block(
     return before, after, kept
 
 
-def _write_back(graph: Graph, plan: QuantPlan, module: TrainableFakeQuant) -> tuple[Graph, QuantPlan]:
-    """A copy of ``graph`` with the trained float weights and of ``plan`` with the integer exponents
-    (dependent specs re-derived)."""
+def apply_trained(graph: Graph, plan: QuantPlan, module: TrainableFakeQuant) -> tuple[Graph, QuantPlan]:
+    """A copy of ``graph`` with ``module``'s trained float weights and of ``plan`` with its integer
+    exponents (dependent specs re-derived); ``graph``/``plan`` are not changed."""
+    unknown = [n for n in module.weight_names if n not in graph.initializers]
+    if unknown or set(module.plan.tensors) != set(plan.tensors):
+        raise ConfigError(
+            f"the trained module does not belong to this model (weights {unknown[:3]} not in graph "
+            f"'{graph.name}', or other tensors); build it with this model's QuantizedModel.trainable()"
+        )
     new_plan = plan_with_exponents(plan, module.exponents())
     new_graph = graph.copy()
     for name, value in module.float_weights().items():
@@ -273,4 +279,4 @@ def _write_back(graph: Graph, plan: QuantPlan, module: TrainableFakeQuant) -> tu
     return new_graph, new_plan
 
 
-__all__ = ["BlockResult", "TQTOptions", "TQTResult", "split_blocks", "tqt_optimize"]
+__all__ = ["BlockResult", "TQTOptions", "TQTResult", "apply_trained", "split_blocks", "tqt_optimize"]
