@@ -127,6 +127,11 @@ class _Tracker:
         known = self.g.tensor_names()
         for e in table:
             op = e.op_name
+            if e.window_size <= 1 and (op is None or not self.g.has_node(op)) and e.var not in known:
+                # a marker (no cache) naming nothing of espq's graph, e.g. ESP-PPQ's PPQ_Variable_0 on
+                # its "/Slice": it could only accept an op; an op it fails to accept is an error below
+                logger.warning("streaming_table: marker entry '%s' (op %s) names nothing; ignored", e.var, op)
+                continue
             if op is not None and not self.g.has_node(op):
                 raise ConfigError(f"streaming_table entry for '{e.var}': no node named '{op}' in the graph")
             var = e.var
