@@ -517,3 +517,37 @@ def test_streaming_exact_on_other_targets_and_int16(tmp_path, target, bits):
     g = st.model.graph
     res = st.run({k: v.values().reshape(v.dims) for k, v in g.test_inputs.items()}, raw=True)
     assert all(np.array_equal(res[k].reshape(-1), v.values().reshape(-1)) for k, v in g.test_outputs.items())
+
+
+def test_cache_takes_the_exponent_its_consumer_expects(tmp_path):
+    """A Requantize the consumer needed moves in front of the cache; the cache carries the consumer's
+    exponent, and the stream still equals the offline export."""
+    import dataclasses
+
+    torch.manual_seed(1)
+    qm = _quantize(DilatedTCN(), [1, 8, 16], seed=1)
+    conv = [n for n in qm.graph.nodes if n.op_type == "Conv"][1]
+    spec = qm.plan.tensors[conv.inputs[0]]
+    want = dataclasses.replace(spec, exponent=spec.exponent + 1, group=None, ref=())
+    qm.plan.requant[f"{conv.name}:0"] = want
+    qm.export(tmp_path / "off.espdl")
+    qm.export(tmp_path / "st.espdl", streaming_input_shape=[1, 8, 4], auto_streaming=True)
+    m = read(tmp_path / "st.espdl")
+    vis = {v.name: v for v in m.graph.value_info}
+    cache = next(
+        n for n in m.graph.nodes if n.op_type == "StreamingCache" and n.outputs[0] in _inputs_of(m, conv)
+    )
+    producer = next(n for n in m.graph.nodes if cache.inputs[0] in n.outputs)
+    assert producer.op_type == "RequantizeLinear"
+    assert vis[producer.inputs[0]].exponent == spec.exponent
+    assert vis[cache.outputs[0]].exponent == vis[cache.inputs[0]].exponent == want.exponent
+    off, st = IntegerRunner(tmp_path / "off.espdl"), IntegerRunner(tmp_path / "st.espdl")
+    out = off.output_names[0]
+    x = np.random.default_rng(0).standard_normal((1, 8, 16)).astype(np.float32)
+    got = np.concatenate([o[out] for o in _stream(st, x, 2, 4)], axis=2)
+    assert np.array_equal(got, off.run(x)[out])
+
+
+def _inputs_of(model, conv) -> list[str]:
+    """The inputs of the exported node named like ``conv`` (fused Relu keeps the Conv's name)."""
+    return next(n for n in model.graph.nodes if n.name == conv.name).inputs
