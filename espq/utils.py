@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,11 +15,23 @@ import numpy as np
 
 from espq.errors import ConfigError
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it, under a lock)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
-    Readers never see a half-written file; on error the previous file (if any) is untouched.
+    Readers never see a half-written file; on error the previous file (if any) is untouched. The file
+    gets the mode ``open()`` would give a new file (0666 less the umask: 0644 with umask 022), not
+    ``mkstemp``'s 0600; secrets are written by :mod:`espq.espdl.encrypt`, which keeps 0600.
     """
     p = Path(path)
     try:
@@ -30,6 +43,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         ) from exc
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())
             f.write(data)
         os.replace(tmp, p)
     except OSError as exc:
