@@ -176,8 +176,10 @@ def test_channel_last_broadcast_constant_expanded_and_transpose_composed():
     assert g.initializers["k"].shape == (1, 1, 1, 4)
     np.testing.assert_array_equal(g.initializers["k"].reshape(-1), np.arange(4))
     assert g.node("tr").attrs["perm"] == [0, 1, 2, 3] and st.perm("t") == (0, 1, 2, 3)
-    assert fuse_transposes(st) == 1  # the identity Transpose goes, the output name stays
-    assert [n.op_type for n in g.nodes] == ["Conv", "Mul"] and g.nodes[-1].outputs == ["t"]
+    # the identity Transpose stays: graph output t is [1,3,5,4] in ONNX, the Mul output [1,4,3,5]
+    # (NHWC on the chip); without it the file would describe t in the Mul's layout (issue 13)
+    assert fuse_transposes(st) == 0
+    assert [n.op_type for n in g.nodes] == ["Conv", "Mul", "Transpose"] and g.nodes[-1].outputs == ["t"]
     assert g.outputs == ["t"] and st.exported_shape("t") == [1, 3, 5, 4]
 
 

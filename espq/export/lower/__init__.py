@@ -4,7 +4,8 @@
 2. :func:`prepare_gemm` - Gemm weights to [C, N] with ``transB = 0``;
 3. :func:`insert_quant_nodes` - Quantize/Requantize/DequantizeLinear at precision boundaries;
 4. :func:`prepare_dynamic_matmul` - the block layout of a non-constant MatMul operand at run time;
-5. :func:`to_channel_last` - NHWC/NWC for conv-like ops, axis remapping, Transposes;
+5. :func:`split_scalar_gather` - Gather with a rank-0 index -> 1-element index + Squeeze;
+   :func:`to_channel_last` - NHWC/NWC for conv-like ops, axis remapping, Transposes;
 6. :func:`fuse_transposes` - compose Transpose chains, drop identity ones;
 7. :func:`attach_luts` - int8 tables / int16 ``LUT`` ops;
 8. :func:`drop_empty_optional_inputs` - empty Resize roi/scales become absent inputs;
@@ -18,6 +19,7 @@ import numpy as np
 from espq.errors import UnsupportedOpError
 from espq.export.lower.channel_last import to_channel_last
 from espq.export.lower.fuse_relu import fuse_relu
+from espq.export.lower.gather import split_scalar_gather
 from espq.export.lower.gemm import prepare_gemm
 from espq.export.lower.luts import attach_luts
 from espq.export.lower.matmul import prepare_dynamic_matmul
@@ -59,6 +61,7 @@ def lower(
     prepare_gemm(state)
     insert_quant_nodes(state)
     prepare_dynamic_matmul(state)
+    split_scalar_gather(state)
     to_channel_last(state)
     fuse_transposes(state)
     int16 = attach_luts(state)
@@ -83,5 +86,6 @@ __all__ = [
     "lower",
     "prepare_dynamic_matmul",
     "prepare_gemm",
+    "split_scalar_gather",
     "to_channel_last",
 ]

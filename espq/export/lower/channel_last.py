@@ -103,12 +103,18 @@ class _Layout:
         return None if not t or t not in self.g.initializers else np.asarray(self.g.initializers[t])
 
     def set_const(self, node: Node, idx: int, value: np.ndarray, base: str) -> None:
-        if idx < len(node.inputs) and node.inputs[idx]:
-            self.g.initializers[node.inputs[idx]] = value
+        """Input ``idx`` of ``node`` becomes the constant ``value``: in place when no other input reads
+        that initializer, else a new one (a shared initializer, e.g. Slice starts == axes merged by the
+        frontend, keeps its value for its other readers)."""
+        t = node.inputs[idx] if idx < len(node.inputs) else ""
+        if t and sum(n.inputs.count(t) for n in self.g.consumers(t)) == 1 and t not in self.g.outputs:
+            self.g.initializers[t] = value
             return
         while len(node.inputs) <= idx:
             node.inputs.append("")
         node.inputs[idx] = self.s.new_initializer(f"{node.name}_{base}", value)
+        if t in self.s.params:
+            self.s.params[node.inputs[idx]] = self.s.params[t]
         self.g.invalidate()
 
     def per_channel_prelu(self, node: Node) -> bool:
@@ -128,7 +134,8 @@ class _Layout:
                 f"{list(shape or [])}; ESP-DL runs PRelu on 4-D tensors with one slope or one per "
                 "channel ([C, 1, 1]); reshape the input to 4-D or use a per-channel slope"
             )
-        self.g.initializers[node.inputs[1]] = np.ascontiguousarray(slope.reshape(slope.size, 1, 1))
+        if slope.shape != (slope.size, 1, 1):
+            self.set_const(node, 1, np.ascontiguousarray(slope.reshape(slope.size, 1, 1)), "slope")
         return slope.size > 1
 
     # -------------------------------------------------------------- rules
@@ -186,7 +193,7 @@ class _Layout:
                 c = np.asarray(self.g.initializers[node.inputs[i]])
                 if c.size > 1:
                     full = c.reshape((1,) * (rank - c.ndim) + c.shape)
-                    self.g.initializers[node.inputs[i]] = np.ascontiguousarray(full.transpose(target))
+                    self.set_const(node, i, np.ascontiguousarray(full.transpose(target)), "const")
         self.outputs_like(node, target)
 
     def axis_op(self, node: Node, acts: list[int]) -> bool:

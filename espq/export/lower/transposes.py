@@ -10,7 +10,8 @@ def fuse_transposes(state: ExportState) -> int:
     """Compose Transpose → Transpose (first with a single consumer) and remove identity Transposes.
 
     Returns the number of Transpose nodes removed. A removed identity Transpose that wrote a graph
-    output keeps the output name (its input tensor is renamed).
+    output keeps the output name (its input tensor is renamed). An identity Transpose that changes
+    the original layout at a graph input or output stays (see :func:`_holds_io_layout`).
     """
     g = state.graph
     removed = 0
@@ -40,7 +41,7 @@ def fuse_transposes(state: ExportState) -> int:
                 changed = True
                 break
             perm = [int(a) for a in node.attrs["perm"]]
-            if perm == list(range(len(perm))):
+            if perm == list(range(len(perm))) and not _holds_io_layout(state, src, node.outputs[0]):
                 out = node.outputs[0]
                 g.remove_node(node)
                 if out in g.outputs and src not in g.inputs and src not in g.outputs:
@@ -58,3 +59,16 @@ def fuse_transposes(state: ExportState) -> int:
                 changed = True
                 break
     return removed
+
+
+def _holds_io_layout(state: ExportState, src: str, out: str) -> bool:
+    """True for an identity Transpose that reads a graph input or writes a graph output whose original
+    layout differs from the other side's (e.g. a Keras NHWC output ``Transpose(Conv(x), [0, 2, 3, 1])``:
+    the Conv output is NHWC on the chip, so the rewritten Transpose is the identity). Without it the
+    graph would say the graph input/output is in the Conv's NCHW layout: the integer runner (which
+    recovers graph I/O layouts from the graph, ``espq.sim.integer.io``) and the test values would use
+    the wrong shape. It costs one copy on the chip."""
+    g = state.graph
+    if src not in g.inputs and out not in g.outputs:
+        return False
+    return state.perm(src) != state.perm(out) or g.shape(src) != g.shape(out)
