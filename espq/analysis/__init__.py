@@ -29,7 +29,7 @@ from espq.ir import Node
 from espq.ir import quant_rules as rules
 from espq.ir.spec import F32
 from espq.quant.data import iter_feeds
-from espq.sim.float.executor import _load_kernels, run_graph
+from espq.sim.float.executor import load_kernels, run_graph
 from espq.sim.memory import reuse_freed_memory
 
 HIST_BINS = 64
@@ -228,7 +228,7 @@ def analyse(
     kinds = _check_kinds(kinds, metric)
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ConfigError(f"analysis steps must be a non-negative integer, got {steps!r}")
-    _load_kernels()
+    load_kernels()
     graph, sim = qm.float_graph, qm.sim  # float references run the float model; ``sim`` the quantized one
     ops = measured_ops(graph, qm.plan.node_types)
     report = AnalysisReport(model=_model_summary(qm), metric=metric, kinds=kinds)

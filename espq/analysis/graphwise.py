@@ -37,7 +37,7 @@ class GraphwisePass:
         self.op_of_output = {op.outputs[0]: op.name for op in ops}
         self.unrounded = {op.outputs[0] for op in ops if op.name in sim.plan.fused}
         self.recorders = {op.name: Recorder() for op in ops}
-        self.kernels = quantized_kernels(sim.graph, sim._kernels)
+        self.kernels = quantized_kernels(sim.graph, sim.kernels)
 
     @property
     def float_tensors(self) -> list[str]:
@@ -53,7 +53,7 @@ class GraphwisePass:
             op = self.op_of_output.get(name)
             if op is not None and name in self.unrounded:
                 self.recorders[op].update(tensor.float(), float_values[name])
-            out = sim._hook(node, index, tensor)
+            out = sim.round_output(node, index, tensor)
             if op is not None and name not in self.unrounded:
                 self.recorders[op].update(out, float_values[name])
             return out

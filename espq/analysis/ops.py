@@ -24,7 +24,7 @@ import torch
 from espq.ir import Graph, Node
 from espq.ir.spec import F32
 from espq.sim.fakequant import FakeQuantSim, fake_quant
-from espq.sim.float.registry import KERNELS, numpy_to_torch
+from espq.sim.float.registry import numpy_to_torch
 
 #: Op types whose error is reported (ConvTranspose is rewritten to Conv by canonicalisation).
 COMPUTING_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU")
@@ -101,12 +101,12 @@ class QuantOpEvaluator:
             if quantize and (active is None or i in active):
                 x = fake_quant(x.float(), spec, self.sim.rounding)
             args.append(x)
-        kernel = self.sim._kernels.get(node.op_type, KERNELS[node.op_type])
+        kernel = self.sim.kernel(node.op_type)
         outs = kernel(node, args)
         result = []
         for k, t in enumerate(outs):
             if k == 0 and self.is_fused_host(node):
                 result.append(t.float() if t.dtype == torch.float64 else t)
             else:
-                result.append(self.sim._hook(node, k, t))
+                result.append(self.sim.round_output(node, k, t))
         return result

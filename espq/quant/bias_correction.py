@@ -22,7 +22,6 @@ import torch
 
 from espq.ir import Graph, Node
 from espq.ir.spec import F32, QuantPlan
-from espq.sim.float.registry import KERNELS
 from espq.targets import Target
 
 MAX_ELEMENTS = 1 << 23  # input values used (e.g. 55 images at 224x224x3, 1024 CIFAR images)
@@ -80,7 +79,6 @@ def correct_biases(
         return {}
     feeds = stack_batches(batches, max_elements)
     sim = FakeQuantSim(graph, plan, target)
-    kernels = dict(sim._kernels)  # the simulator's kernels, wrapped to measure and correct
     deltas: dict[str, np.ndarray] = {}
 
     def corrected(op_kernel):
@@ -100,9 +98,8 @@ def correct_biases(
 
         return run
 
-    for op in CORRECTED_OPS:
-        kernels[op] = corrected(kernels.get(op, KERNELS[op]))
-    sim._kernels = kernels
+    for op in CORRECTED_OPS:  # the simulator's kernels, wrapped to measure and correct
+        sim.register_kernel(op, corrected(sim.kernel(op)))
     with torch.no_grad():
         sim.run_torch(feeds, outputs=list(graph.outputs))
     changes = {}

@@ -13,6 +13,13 @@
   ``2^e_in · (1/area) · 2^-e_out`` with area = kH·kW (count-including-padding, §4.7).
 * int16 Conv/Gemm/MatMul accumulate in float64 (exact below 2^53); int8 ones in float32, exact as long
   as partial sums stay below 2^24 integer units (always, unless the output saturates anyway).
+
+Kernels: a simulator runs the float registry's kernels (:data:`espq.sim.float.registry.KERNELS`) except
+where it has its own (chip formulas, requantize nodes, int16 tables). :meth:`FakeQuantSim.kernel` gives
+the kernel it runs for an op type, :attr:`FakeQuantSim.kernels` its own ones, and
+:meth:`FakeQuantSim.register_kernel` replaces one for this simulator (e.g. to measure or correct a
+layer's output, as bias correction does); :meth:`FakeQuantSim.round_output` is the rounding applied to
+every node output.
 """
 
 from __future__ import annotations
@@ -22,11 +29,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from espq.errors import UnsupportedOpError
 from espq.ir import Graph, Node
 from espq.ir import quant_rules as rules
 from espq.ir.spec import F32, S16, QuantPlan, TensorSpec
-from espq.sim.float.executor import run_graph, run_segment
-from espq.sim.float.registry import KERNELS
+from espq.sim.float.executor import load_kernels, run_graph, run_segment
+from espq.sim.float.registry import KERNELS, KernelFn
 from espq.sim.lut import LUT16_OPS, build_table, int16_lut_kernel
 from espq.targets import Rounding, Target, get_target
 from espq.targets.rounding import dequantize, quantize
@@ -178,7 +186,29 @@ class FakeQuantSim:
             )
             tables[node.name] = (table, e_in, e_out)
         for op in {self.graph.node(n).op_type for n in tables}:
-            self._kernels[op] = int16_lut_kernel(tables, self.target, self._kernels.get(op, KERNELS[op]))
+            self.register_kernel(op, int16_lut_kernel(tables, self.target, self.kernel(op)))
+
+    @property
+    def kernels(self) -> dict[str, KernelFn]:
+        """This simulator's own kernels (op type -> kernel), over the float registry's; a copy."""
+        return dict(self._kernels)
+
+    def kernel(self, op_type: str) -> KernelFn:
+        """The kernel this simulator runs for ``op_type`` nodes: its own, else the float registry's."""
+        if op_type in self._kernels:
+            return self._kernels[op_type]
+        load_kernels()
+        if op_type not in KERNELS:
+            raise UnsupportedOpError(f"no kernel for op type '{op_type}' in the fake-quant simulator")
+        return KERNELS[op_type]
+
+    def register_kernel(self, op_type: str, fn: KernelFn) -> KernelFn:
+        """Run ``fn(node, inputs) -> outputs`` for every ``op_type`` node of this simulator from now on
+        (outputs are still rounded by :meth:`round_output`); returns the kernel it replaces, so ``fn`` may
+        wrap it."""
+        previous = self.kernel(op_type)
+        self._kernels[op_type] = fn
+        return previous
 
     def _chip_avgpool(self, node: Node, x: torch.Tensor) -> torch.Tensor:
         in_spec = self.plan.input_spec(node.name, 0, node.inputs[0])
@@ -226,7 +256,9 @@ class FakeQuantSim:
         return torch.where(x < 0, neg, x.double())
 
     # ------------------------------------------------------------------ running
-    def _hook(self, node: Node, index: int, tensor: torch.Tensor) -> torch.Tensor:
+    def round_output(self, node: Node, index: int, tensor: torch.Tensor) -> torch.Tensor:
+        """Output ``index`` of ``node`` as the chip stores it (rounded to its spec where it has one;
+        an executor hook, see :func:`espq.sim.float.executor.run_graph`)."""
         spec = self._rounded_outputs.get(node.outputs[index])
         if spec is None or not tensor.is_floating_point():
             return tensor.float() if tensor.dtype == torch.float64 else tensor
@@ -241,7 +273,7 @@ class FakeQuantSim:
             self.quantized_feeds(feeds),
             None if outputs is None else list(outputs),
             device=device,
-            hook=self._hook,
+            hook=self.round_output,
             kernels=self._kernels,
         )
 
@@ -258,4 +290,4 @@ class FakeQuantSim:
     ) -> dict[str, torch.Tensor]:
         """Nodes ``start`` .. ``stop - 1`` of :attr:`graph` from the live tensors ``env``
         (:func:`espq.sim.float.executor.run_segment`; begin with :meth:`quantized_feeds` at node 0)."""
-        return run_segment(self.graph, env, start, stop, hook=self._hook, kernels=self._kernels)
+        return run_segment(self.graph, env, start, stop, hook=self.round_output, kernels=self._kernels)

@@ -21,6 +21,7 @@ import torch
 from espq.errors import ConfigError
 from espq.ir import Node
 from espq.ir.op_facts import ops_with
+from espq.sim.float.executor import load_kernels
 from espq.sim.float.registry import KERNELS, KernelFn
 from espq.targets import Target
 from espq.targets.rounding import dequantize, lut16_index, quantize
@@ -57,9 +58,7 @@ def build_table(
     ``params``: the op's extra inputs as float tensors (already rounded, e.g. Clip bounds, PRelu slope),
     ``None`` for absent ones.
     """
-    from espq.sim.float.executor import _load_kernels
-
-    _load_kernels()  # the float kernels register themselves on import
+    load_kernels()  # the float kernels register themselves on import
     codes = lut_codes(bits, step)
     x = torch.from_numpy(dequantize(codes, in_exp)).to(torch.float32)
     node = Node(f"{op_type}_lut", op_type, ["x"] + [f"p{i}" for i in range(len(params))], ["y"], dict(attrs))

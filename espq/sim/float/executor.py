@@ -14,8 +14,9 @@ from espq.sim.float.registry import KERNELS, KernelFn
 Hook = Callable[[Node, int, torch.Tensor], torch.Tensor]
 
 
-def _load_kernels() -> None:
-    """Import the kernel modules (their ``@register`` decorators fill :data:`KERNELS`)."""
+def load_kernels() -> None:
+    """Import the kernel modules (their ``@register`` decorators fill :data:`KERNELS`); call it before
+    reading :data:`KERNELS` directly (running a graph does it)."""
     from espq.sim.float import (  # noqa: F401
         kernels_conv,
         kernels_elementwise,
@@ -28,6 +29,9 @@ def _load_kernels() -> None:
     )
 
 
+_load_kernels = load_kernels  # the old private name, still read by espq.sim.trainable
+
+
 def _shapes(values: list[torch.Tensor | None]) -> str:
     return ", ".join(
         "None" if v is None else f"{tuple(v.shape)}:{str(v.dtype).replace('torch.', '')}" for v in values
@@ -35,7 +39,7 @@ def _shapes(values: list[torch.Tensor | None]) -> str:
 
 
 def _kernel_table(graph: Graph, kernels: Mapping[str, KernelFn] | None) -> dict[str, KernelFn]:
-    _load_kernels()
+    load_kernels()
     table: dict[str, KernelFn] = dict(KERNELS)
     if kernels:
         table.update(kernels)
