@@ -202,6 +202,13 @@ def quantize(
         typer.echo(qm.quality.summary())
     qm.source_files = [model, calib]
     chunk = parse_input_shapes(streaming_input_shape, "--streaming-input-shape")
+    extra = {}
+    if report_html is not None:  # analysed first: the HTML is written in the same output set
+        from espq.analysis.html import render_html
+
+        report = qm.analyse(data, steps=min(8, len(data)))
+        report.print()
+        extra[report_html] = render_html(report)
     qm.export(
         path,
         export_test_values=test_values,
@@ -209,15 +216,13 @@ def quantize(
         key=_export_key(encrypt, key_file),
         streaming_input_shape=chunk,
         auto_streaming=chunk is not None,
+        extra_files=extra,
     )
     typer.echo(f"wrote {path}, {path.with_suffix('.info')}, {path.with_suffix('.json')}")
     if encrypt and key_file is None:
         stem = path.with_suffix("")
         typer.echo(f"wrote the AES key to {stem}.key and {stem}_key.h (keep them secret)")
     if report_html is not None:
-        report = qm.analyse(data, steps=min(8, len(data)))
-        report.print()
-        report.to_html(report_html)
         typer.echo(f"wrote {report_html}")
 
 

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import shutil
 import tempfile
 import threading
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from espq.errors import ConfigError
+
+try:
+    import fcntl
+except ImportError:  # Windows: sets are written without a folder lock
+    fcntl = None  # type: ignore[assignment]
 
 _UMASK_LOCK = threading.Lock()
 
@@ -56,6 +63,116 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Text version of :func:`atomic_write_bytes` (UTF-8)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _cannot_write(p: Path, exc: OSError) -> ConfigError:
+    return ConfigError(f"cannot write '{p}': {exc.strerror or exc}; choose a writable output path")
+
+
+def _temp_beside(p: Path, data: bytes, mode: int) -> Path:
+    """``data`` in a new temporary file in ``p``'s folder with ``mode``; its path."""
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(data)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def _folder_locks(folders: Iterable[Path]) -> Iterator[None]:
+    """Exclusive ``flock`` on each folder (sorted), so two espq runs commit their sets one after the other.
+
+    Where ``flock`` is missing (Windows) or a folder cannot be locked, the set is still written, unlocked.
+    """
+    fds: list[int] = []
+    try:
+        for folder in sorted({os.path.realpath(f) for f in folders}):
+            if fcntl is None:
+                break
+            try:
+                fd = os.open(folder, os.O_RDONLY)
+            except OSError:
+                continue
+            fds.append(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:
+                pass
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)  # closing releases the lock
+
+
+def _backup(p: Path) -> Path | None:
+    """A hard link (or copy) of the existing file ``p`` under a temporary name, or None if ``p`` is new."""
+    if not os.path.lexists(p):
+        return None
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".old", dir=p.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        os.link(p, tmp)
+    except OSError:
+        shutil.copy2(p, tmp)
+    return Path(tmp)
+
+
+def atomic_write_set(files: Mapping[str | Path, bytes | str], private: Iterable[str | Path] = ()) -> None:
+    """Write several files as one set: all of them or none.
+
+    Every file is first written to a temporary name beside it (``str`` as UTF-8); only when all are
+    complete are they renamed into place, one folder lock held (two espq runs to the same outputs never
+    mix their files). On any failure the temporary files are removed and the files already replaced get
+    their old contents back (files that did not exist are removed), so an older set stays intact.
+    Modes follow the umask as in :func:`atomic_write_bytes`; paths in ``private`` get 0600 (secrets).
+    Raises ConfigError when a file cannot be written.
+    """
+    items = [(Path(p), d.encode("utf-8") if isinstance(d, str) else d) for p, d in files.items()]
+    secret = {os.path.realpath(p) for p in private}
+    public_mode = 0o666 & ~current_umask()
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for p, data in items:
+            mode = 0o600 if os.path.realpath(p) in secret else public_mode
+            try:
+                temps.append((p, _temp_beside(p, data, mode)))
+            except OSError as exc:
+                raise _cannot_write(p, exc) from exc
+        done: list[tuple[Path, Path | None]] = []
+        with _folder_locks(p.parent for p, _ in temps):
+            try:
+                for p, tmp in temps:
+                    old = _backup(p)
+                    try:
+                        os.replace(tmp, p)
+                    except BaseException:
+                        if old is not None:
+                            old.unlink(missing_ok=True)
+                        raise
+                    done.append((p, old))
+            except BaseException as exc:
+                failed = p
+                for q, old in reversed(done):  # best effort: one failed restore does not stop the rest
+                    with contextlib.suppress(OSError):
+                        if old is not None:
+                            os.replace(old, q)
+                        else:
+                            os.unlink(q)
+                if isinstance(exc, OSError):
+                    raise _cannot_write(failed, exc) from exc
+                raise
+        for _, old in done:
+            if old is not None:
+                old.unlink(missing_ok=True)
+    finally:
+        for _, tmp in temps:
+            tmp.unlink(missing_ok=True)
 
 
 #: how the start of an existing file shows espq wrote it, by suffix (anything else needs overwrite)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,8 +15,9 @@ import torch
 from torch import nn
 
 import espq
+from espq.errors import ConfigError
 from espq.quant.model import QuantizedModel
-from espq.utils import atomic_write_text
+from espq.utils import atomic_write_set, atomic_write_text
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +71,98 @@ def test_export_files_0644_key_files_0600(qm: QuantizedModel, tmp_path: Path, um
     assert _mode(tmp_path / "e.espdl") == 0o644
     assert _mode(tmp_path / "e.key") == 0o600
     assert _mode(tmp_path / "e_key.h") == 0o600
+
+
+# --- finding 10: the output set is written together ---------------------------------------------------
+
+
+def _fail_rename_of(monkeypatch, suffix: str) -> None:
+    """Make the rename of the file ending in ``suffix`` fail as a full disk would."""
+    real = os.replace
+
+    def replace(src, dst, *a, **k):
+        if str(dst).endswith(suffix):
+            raise OSError(28, "No space left on device")
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def test_failed_side_file_keeps_older_set(qm: QuantizedModel, tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "m.espdl"
+    qm.export(out, metadata_props={"run": "old"})
+    old = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(old) == ["m.espdl", "m.info", "m.json"]
+    _fail_rename_of(monkeypatch, ".json")
+    with pytest.raises(ConfigError, match=r"cannot write '.*m\.json': No space left"):
+        qm.export(out, metadata_props={"run": "new"}, export_test_values=True)
+    monkeypatch.undo()
+    # the .espdl and .info were renamed before the .json failed: both are back to the old bytes
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == old
+
+
+def test_failed_html_leaves_no_new_files(qm: QuantizedModel, tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(ConfigError, match="cannot write .*report.html"):
+        qm.export(tmp_path / "m.espdl", extra_files={blocker / "report.html": "<html></html>"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+
+
+def test_extra_files_and_key_files_in_one_set(qm: QuantizedModel, tmp_path: Path, umask) -> None:
+    pytest.importorskip("cryptography")
+    umask(0o022)
+    qm.export(tmp_path / "m.espdl", key="auto", extra_files={tmp_path / "r.html": "<html>r</html>"})
+    modes = {p.name: _mode(p) for p in tmp_path.iterdir()}
+    assert modes == {
+        "m.espdl": 0o644,
+        "m.info": 0o644,
+        "m.json": 0o644,
+        "r.html": 0o644,
+        "m.key": 0o600,
+        "m_key.h": 0o600,
+    }
+    assert (tmp_path / "r.html").read_text() == "<html>r</html>"
+    assert len(bytes.fromhex((tmp_path / "m.key").read_text().strip())) == 16
+
+
+def test_sets_commit_one_after_the_other(tmp_path: Path) -> None:
+    """A set waits for the folder lock another writer holds (two runs to one --out mixed files)."""
+    from espq.utils import _folder_locks
+
+    files = {tmp_path / "a.espdl": b"EDL2", tmp_path / "a.json": "{}"}
+    with _folder_locks([tmp_path]):
+        t = threading.Thread(target=atomic_write_set, args=(files,))
+        t.start()
+        t.join(0.5)
+        assert t.is_alive() and not (tmp_path / "a.espdl").exists()
+    t.join(5)
+    assert not t.is_alive()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.espdl", "a.json"]
+
+
+def test_cli_failed_report_html_leaves_no_model(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from espq.cli import app
+    from espq.frontends import export_torch
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+    onnx_path = tmp_path / "good.onnx"
+    onnx_path.write_bytes(export_torch(net, input_shape=[1, 3, 8, 8]).SerializeToString())
+    calib = tmp_path / "c.npy"
+    np.save(calib, np.random.default_rng(0).standard_normal((8, 3, 8, 8)).astype(np.float32))
+    (tmp_path / "blocker").write_text("x")
+    args = ["quantize", onnx_path, "--calib", calib, "--steps", "1", "--batch-size", "4", "--no-test-values"]
+    args += ["--out", tmp_path / "m.espdl", "--report-html", tmp_path / "blocker" / "r.html"]
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    assert r.exit_code == 2, r.output
+    assert "cannot write" in r.output and "Traceback" not in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "c.npy", "good.onnx"]
+    # the same command with a writable --report-html writes the whole set, the HTML included
+    args[-1] = tmp_path / "r.html"
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "r.html").read_text().lstrip().lower().startswith("<!doctype html")
+    assert all((tmp_path / n).is_file() for n in ("m.espdl", "m.info", "m.json"))

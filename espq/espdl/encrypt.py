@@ -91,12 +91,21 @@ def _write_private(path: Path, text: str) -> None:
         raise ConfigError(f"cannot write '{path}': {exc.strerror or exc}") from None
 
 
+def key_file_texts(key: bytes, espdl_path: str | os.PathLike) -> dict[Path, str]:
+    """``{<stem>.key: hex, <stem>_key.h: C header}``: the key files of ``espdl_path`` (write them 0600)."""
+    stem = Path(espdl_path).with_suffix("")
+    return {
+        stem.with_suffix(".key"): key.hex() + "\n",
+        stem.parent / f"{stem.name}_key.h": key_header_text(key, stem.name),
+    }
+
+
 def write_key_files(key: bytes, espdl_path: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``<stem>.key`` (hex) and ``<stem>_key.h`` beside ``espdl_path``, both mode 0600."""
-    stem = Path(espdl_path).with_suffix("")
-    key_path, header_path = stem.with_suffix(".key"), stem.parent / f"{stem.name}_key.h"
-    _write_private(key_path, key.hex() + "\n")
-    _write_private(header_path, key_header_text(key, stem.name))
+    texts = key_file_texts(key, espdl_path)
+    for path, text in texts.items():
+        _write_private(path, text)
+    key_path, header_path = texts
     return key_path, header_path
 
 

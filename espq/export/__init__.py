@@ -11,7 +11,7 @@ Public API::
 
 Pipeline: :func:`espq.export.lower.lower` (rewrites on a copy of the IR) ->
 :func:`espq.export.builder.build_model` -> optional test values -> validation ->
-atomic writes of ``path`` and, with ``export_config``, ``<stem>.info`` / ``<stem>.json``.
+one atomic set of ``path`` and, with ``export_config``, ``<stem>.info`` / ``<stem>.json``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from espq.export.lower import lower
 from espq.export.reference import compare_models, plan_from_espdl
 from espq.export.streaming import StreamingOptions, first_chunk_inputs, fix_frame_axes, streaming_model
 from espq.export.test_values import build_test_values, default_inputs
-from espq.utils import atomic_write_bytes, atomic_write_text
+from espq.utils import atomic_write_set
 
 
 def build_espdl(
@@ -92,6 +92,8 @@ def export_model(
     doc_string: str = "",
     key: bytes | None = None,
     streaming: StreamingOptions | None = None,
+    extra_files: Mapping[str | os.PathLike, bytes | str] | None = None,
+    private_files: Mapping[str | os.PathLike, bytes | str] | None = None,
 ) -> EspdlModel:
     """Write ``qm`` (a :class:`espq.QuantizedModel`) to ``path`` and return the written model.
 
@@ -107,6 +109,11 @@ def export_model(
     * ``key``: a 16-byte AES key: the payload is AES-128-CTR encrypted (mode 1, header plain).
     * ``streaming``: :func:`espq.export.streaming.streaming_options` - a streaming export (chunk
       input shape, StreamingCache nodes; test values = the first chunk from a fresh state).
+    * ``extra_files``: more outputs (path -> bytes or text, e.g. the HTML report) written in the same set;
+      ``private_files`` likewise, with mode 0600 (the key files of ``key="auto"``).
+
+    All outputs are written as one set (:func:`espq.utils.atomic_write_set`): temporary names, then
+    renames; on a failure none of the new files stays behind and an older set is left as it was.
 
     Same inputs give byte-identical files. Raises UnsupportedOpError for a node the target cannot
     run, ConfigError for an unwritable path, ValidationError when the model breaks an ESP-DL rule.
@@ -122,11 +129,14 @@ def export_model(
     )  # fmt: skip
     validate(model, qm.target, strict=True)
     path = Path(path)
-    atomic_write_bytes(path, write_bytes(model, key))
+    outputs: dict[str | os.PathLike, bytes | str] = {path: write_bytes(model, key)}
     if export_config:
         stem = path.with_suffix("")
-        atomic_write_text(stem.with_suffix(".info"), info_text(model))
-        atomic_write_text(stem.with_suffix(".json"), config_json_text(model, src.plan, qm.target))
+        outputs[stem.with_suffix(".info")] = info_text(model)
+        outputs[stem.with_suffix(".json")] = config_json_text(model, src.plan, qm.target)
+    outputs.update(extra_files or {})
+    outputs.update(private_files or {})
+    atomic_write_set(outputs, private=list(private_files or {}))
     return model
 
 

@@ -99,6 +99,7 @@ class QuantizedModel:
         auto_streaming: bool = False,
         streaming_table: Any = None,
         streaming_custom_passes: Sequence[Any] | None = None,
+        extra_files: dict[str | Path, bytes | str] | None = None,
     ):
         """Write ``path`` (.espdl) and, with ``export_config``, ``<stem>.info`` and ``<stem>.json``.
 
@@ -108,6 +109,9 @@ class QuantizedModel:
         ``key`` encrypts the payload (AES-128-CTR, header plain; needs the ``[crypto]`` extra): 16
         bytes, 32 hex digits or a key file; ``"auto"`` draws a random key and writes it to
         ``<stem>.key`` and ``<stem>_key.h`` (mode 0600; never printed).
+        ``extra_files`` (path -> bytes or text, e.g. an HTML report) join the output set: all outputs
+        are written together (temporary names, then renames); on a failure none of the new files
+        stays behind and an older set is left intact (:func:`espq.utils.atomic_write_set`).
         Streaming export (ESP-PPQ's arguments, :mod:`espq.export.streaming`): ``streaming_input_shape``
         is the chunk shape (one dim differs from the calibrated shape: the frame axis);
         ``auto_streaming`` puts a StreamingCache before every Conv/pool along it; ``streaming_table``
@@ -116,7 +120,7 @@ class QuantizedModel:
         The file is validated before it is written; the same model and inputs give identical bytes.
         Returns the written :class:`espq.espdl.EspdlModel`.
         """
-        from espq.espdl.encrypt import resolve_export_key, write_key_files
+        from espq.espdl.encrypt import key_file_texts, resolve_export_key
         from espq.export import export_model
         from espq.export.streaming import streaming_options
         from espq.utils import check_outputs
@@ -124,8 +128,10 @@ class QuantizedModel:
         streaming = streaming_options(
             self.graph, streaming_input_shape, auto_streaming, streaming_table, streaming_custom_passes
         )
-        check_outputs(export_outputs(path, export_config), self.source_files, overwrite)
         aes_key, generated = resolve_export_key(key)
+        private = key_file_texts(aes_key, path) if generated else {}
+        outputs = [*export_outputs(path, export_config), *(extra_files or {})]
+        check_outputs(outputs, self.source_files, overwrite)
         model = export_model(
             self,
             path,
@@ -138,9 +144,9 @@ class QuantizedModel:
             int16_lut_step=self.int16_lut_step if int16_lut_step is None else int16_lut_step,
             key=aes_key,
             streaming=streaming,
+            extra_files=extra_files,
+            private_files=private,
         )
-        if generated:
-            write_key_files(aes_key, path)
         return model
 
     def analyse(
