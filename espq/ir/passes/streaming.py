@@ -217,7 +217,7 @@ class _Tracker:
 
     def rule(self, node: Node, tracked: list[tuple[int, str]]) -> int | None:
         op = node.op_type
-        idx, x = tracked[0]
+        x = tracked[0][1]
         a = self.axes[x]
         if op in WINDOWED:
             return self.windowed(node, tracked)
