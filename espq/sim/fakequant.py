@@ -265,9 +265,15 @@ class FakeQuantSim:
         return fake_quant(tensor, spec, self.rounding).float()
 
     def run_torch(
-        self, feeds: Mapping[str, torch.Tensor], outputs: Sequence[str] | None = None, device: str = "cpu"
+        self,
+        feeds: Mapping[str, torch.Tensor],
+        outputs: Sequence[str] | None = None,
+        device: str = "cpu",
+        grad: bool = False,
     ) -> dict[str, torch.Tensor]:
-        """Run on torch feeds (graph input name -> float tensor); returns the requested tensors."""
+        """Run on torch feeds (graph input name -> float tensor); returns the requested tensors.
+        ``grad``: keep autograd on (:func:`espq.sim.float.executor.run_graph`; rounding has zero gradient
+        here, :mod:`espq.sim.trainable` has the straight-through version)."""
         return run_graph(
             self.graph,
             self.quantized_feeds(feeds),
@@ -275,6 +281,7 @@ class FakeQuantSim:
             device=device,
             hook=self.round_output,
             kernels=self._kernels,
+            grad=grad,
         )
 
     def quantized_feeds(self, feeds: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

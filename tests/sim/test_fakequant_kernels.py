@@ -75,3 +75,13 @@ def test_nothing_outside_the_simulator_patches_its_private_kernels():
         if pattern.search(line)
     ]
     assert offenders == []
+
+
+def test_run_torch_keeps_autograd_only_when_asked():
+    rng = np.random.default_rng(2)
+    data = [rng.standard_normal((4, 3, 8, 8)).astype(np.float32)]
+    qm = espq.quantize(_model(), data, target="esp32s3", progress=False)
+    sim = FakeQuantSim(qm.graph, qm.plan, qm.target)
+    x = torch.as_tensor(data[0]).requires_grad_()
+    assert sim.run_torch({"x": x}, grad=True)["y"].requires_grad
+    assert not sim.run_torch({"x": x})["y"].requires_grad

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
 
 import torch
@@ -74,6 +75,7 @@ def run_graph(
     device: str | torch.device = "cpu",
     hook: Hook | None = None,
     kernels: Mapping[str, KernelFn] | None = None,
+    grad: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Execute ``graph`` on ``feeds`` (graph input name -> tensor, any batch size).
 
@@ -83,7 +85,9 @@ def run_graph(
     sees integer/bool tensors too (Shape, Gather indices...) and outputs that are views of inputs
     (Reshape, Identity), so it must return a new tensor rather than modify one in place.
     ``kernels`` overrides registry entries (op_type -> kernel) for this run only. Tensors are freed
-    after their last consumer unless requested.
+    after their last consumer unless requested. ``grad``: keep autograd on (the caller's grad mode
+    applies), so outputs can be differentiated w.r.t. feeds or tensors the kernels use; by default the
+    run is under ``torch.no_grad()``.
     """
     wanted = list(graph.outputs if outputs is None else outputs)
     missing_feeds = [n for n in graph.inputs if n not in feeds]
@@ -103,7 +107,7 @@ def run_graph(
             "ask for graph inputs, initializers or node outputs"
         )
     env = {name: torch.as_tensor(feeds[name]).to(device) for name in graph.inputs}
-    _execute(graph, env, 0, len(graph.nodes), table, set(wanted), hook, torch.device(device))
+    _execute(graph, env, 0, len(graph.nodes), table, set(wanted), hook, torch.device(device), grad)
     result: dict[str, torch.Tensor] = {}
     for w in wanted:
         t = env.get(w)
@@ -123,18 +127,21 @@ def run_segment(
     device: str | torch.device = "cpu",
     hook: Hook | None = None,
     kernels: Mapping[str, KernelFn] | None = None,
+    grad: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Run nodes ``start`` to ``stop - 1`` of ``graph`` from ``env``, the tensors live before node
     ``start`` (graph inputs, earlier outputs a later node reads), as :func:`run_graph` would.
 
     Returns the tensors live after the segment: those a later node reads, plus the graph outputs and
     ``keep`` names produced so far. ``env`` itself is not modified, so one prefix can be resumed many
-    times (e.g. to score alternatives that differ only from node ``start`` on).
+    times (e.g. to score alternatives that differ only from node ``start`` on). ``grad``: as in
+    :func:`run_graph`.
     """
     stop = len(graph.nodes) if stop is None else stop
     table = _kernel_table(graph, kernels)
     state = dict(env)
-    _execute(graph, state, start, stop, table, set(graph.outputs) | set(keep), hook, torch.device(device))
+    keep_names = set(graph.outputs) | set(keep)
+    _execute(graph, state, start, stop, table, keep_names, hook, torch.device(device), grad)
     return state
 
 
@@ -147,8 +154,10 @@ def _execute(
     keep: set[str],
     hook: Hook | None,
     dev: torch.device,
+    grad: bool = False,
 ) -> None:
-    """Run nodes ``start`` .. ``stop - 1`` on ``env`` in place, freeing tensors after their last reader."""
+    """Run nodes ``start`` .. ``stop - 1`` on ``env`` in place, freeing tensors after their last reader
+    (under ``torch.no_grad()`` unless ``grad``)."""
     last_use = _last_use(graph)
     init_cache: dict[str, torch.Tensor] = {}  # initializers are converted once per call, on first use
 
@@ -170,7 +179,7 @@ def _execute(
 
     token = registry.set_current_graph(graph)
     try:
-        with torch.no_grad():
+        with contextlib.nullcontext() if grad else torch.no_grad():
             for i in range(start, stop):
                 node = graph.nodes[i]
                 kernel = table[node.op_type]
