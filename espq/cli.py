@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from pathlib import Path
 
 import click
@@ -170,6 +171,13 @@ def quantize(
     from espq.quant.model import export_outputs
     from espq.utils import check_outputs
 
+    if auto_int16 is not None and not (math.isfinite(auto_int16) and auto_int16 >= 0):
+        from espq.errors import ConfigError
+
+        raise ConfigError(
+            f"--auto-int16 {auto_int16}: the noise-to-signal target must be a finite number >= 0 "
+            "(e.g. --auto-int16 0.01)"
+        )
     path = out or Path(f"{Path(model).stem}_{target}_s{bits}.espdl")
     outputs = export_outputs(path) + ([report_html] if report_html is not None else [])
     check_outputs(outputs, [model, calib], force)

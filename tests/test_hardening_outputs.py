@@ -166,3 +166,69 @@ def test_cli_failed_report_html_leaves_no_model(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert (tmp_path / "r.html").read_text().lstrip().lower().startswith("<!doctype html")
     assert all((tmp_path / n).is_file() for n in ("m.espdl", "m.info", "m.json"))
+
+
+# --- finding 11b: option checks, node-name diffs, escaped names ---------------------------------------
+
+
+def _cli(*args) -> object:
+    from typer.testing import CliRunner
+
+    from espq.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_auto_int16_must_be_finite_non_negative(tmp_path: Path, value: str) -> None:
+    calib = tmp_path / "c.npy"
+    np.save(calib, np.zeros((4, 3, 8, 8), np.float32))
+    r = _cli(
+        "quantize",
+        tmp_path / "m.onnx",
+        "--calib",
+        calib,
+        "--auto-int16",
+        value,
+        "--out",
+        tmp_path / "o.espdl",
+    )
+    assert r.exit_code == 2, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and "--auto-int16" in lines[0] and "finite number >= 0" in lines[0], r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npy"]
+
+
+def _renamed_copy(src: Path, dst: Path, index: int, name: str) -> None:
+    from espq import espdl
+
+    m = espdl.read(src)
+    m.graph.nodes[index].name = name
+    espdl.write(m, dst)
+
+
+def test_diff_reports_node_name_change(qm: QuantizedModel, tmp_path: Path) -> None:
+    from espq import espdl
+
+    a, b = tmp_path / "a.espdl", tmp_path / "b.espdl"
+    qm.export(a, export_config=False)
+    _renamed_copy(a, b, 0, "renamed_conv")
+    old = espdl.read(a).graph.nodes[0].name
+    r = _cli("diff", a, b)
+    assert r.exit_code == 1, r.output
+    assert f"node 0 '{old}' / B node 0 'renamed_conv': name '{old}' != 'renamed_conv'" in r.output
+
+
+def test_escape_codes_in_names_printed_escaped(qm: QuantizedModel, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.espdl", tmp_path / "b.espdl"
+    qm.export(a, export_config=False)
+    _renamed_copy(a, b, 1, "\x1b[2J\x1b[31mEVIL\n")
+    r = _cli("inspect", b)
+    assert r.exit_code == 0, r.output
+    assert "\x1b" not in r.output
+    assert "\\x1b[2J\\x1b[31mEVIL\\n" in r.output
+    r = _cli("diff", a, b)
+    assert r.exit_code == 1, r.output
+    assert "\x1b" not in r.output and "\\x1b[2J\\x1b[31mEVIL\\n" in r.output
+    r = _cli("inspect", b, "--json")  # JSON escapes control characters itself
+    assert r.exit_code == 0 and "\x1b" not in r.output and "\\u001b[2J" in r.output

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from espq.errors import EspqError
-from espq.espdl.inspect import dtype_name, read_for_cli
+from espq.espdl.inspect import dtype_name, printable, read_for_cli
 from espq.espdl.model import EspdlModel, EspdlNode, EspdlTensor, EspdlValueInfo
 
 
@@ -81,6 +81,8 @@ def _attr_repr(v: Any) -> str:
 def _diff_node(i: int, j: int, x: EspdlNode, y: EspdlNode) -> list[str]:
     where = f"node {i} '{x.name}'" + ("" if (i, x.name) == (j, y.name) else f" / B node {j} '{y.name}'")
     out = []
+    if x.name != y.name:
+        out.append(f"{where}: name {x.name!r} != {y.name!r}")
     if x.op_type != y.op_type:
         out.append(f"{where}: op {x.op_type} != {y.op_type}")
     if x.inputs != y.inputs:
@@ -144,11 +146,11 @@ def diff_cli(a: str | os.PathLike, b: str | os.PathLike) -> int:
         return 2
     diffs = diff_models(ma, mb)
     if not diffs:
-        print(f"no differences between {a} and {b}")
+        print(printable(f"no differences between {a} and {b}"))
         return 0
-    print(f"{len(diffs)} difference(s) between A={a} and B={b}:")
-    for line in diffs:
-        print(f"  {line}")
+    print(printable(f"{len(diffs)} difference(s) between A={a} and B={b}:"))
+    for line in diffs:  # names come from the files: escaped, never raw terminal codes
+        print(f"  {printable(line)}")
     return 1
 
 

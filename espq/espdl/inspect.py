@@ -44,6 +44,18 @@ def _load(source: EspdlModel | str | os.PathLike | bytes) -> tuple[EspdlModel, s
     return read(source), path
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: every non-printable character (ESC, other control codes, newlines)
+    is written as its Python escape (``\\x1b``, ``\\n``), as ``repr`` would; printable text is unchanged.
+
+    Node and tensor names come from the file: a name with terminal escape codes must never reach the
+    terminal raw.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def dtype_name(code: int) -> str:
     """The TensorDataType name of ``code`` (``"INT8"``...), or ``"TYPE<code>"`` when unknown."""
     try:
@@ -186,16 +198,20 @@ def format_inspect(d: dict[str, Any]) -> str:
         "",
     ]
     io_rows = [
-        [kind, v["name"], v["dtype"], "x".join(map(str, v["shape"] or [])), v["exponent"]]
+        [kind, printable(v["name"]), v["dtype"], "x".join(map(str, v["shape"] or [])), v["exponent"]]
         for kind in ("inputs", "outputs")
         for v in d[kind]
     ]
     lines += _table(io_rows, ["", "name", "dtype", "shape", "exponent"]) + [""]
     lines += _table(
-        [[c["op_type"], c["quant_type"], c["count"]] for c in d["op_counts"]], ["op", "quant", "count"]
+        [[printable(c["op_type"]), c["quant_type"], c["count"]] for c in d["op_counts"]],
+        ["op", "quant", "count"],
     )
     lines += [""] + _table(
-        [[i, n["name"], n["op_type"], n["quant_type"]] for i, n in enumerate(d["nodes"])],
+        [
+            [i, printable(n["name"]), printable(n["op_type"]), n["quant_type"]]
+            for i, n in enumerate(d["nodes"])
+        ],
         ["#", "node", "op", "quant"],
     )
     if d["violations"]:
@@ -204,7 +220,7 @@ def format_inspect(d: dict[str, Any]) -> str:
         ]
     else:
         lines += ["", "validation: ok"]
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # names from the file never reach a terminal raw
 
 
 # ---------------------------------------------------------------------------------------------- diff
@@ -234,6 +250,7 @@ def inspect_cli(path: str | os.PathLike, as_json: bool = False) -> int:
 __all__ = [
     "activation_memory",
     "format_inspect",
+    "printable",
     "inspect_cli",
     "inspect_model",
 ]
