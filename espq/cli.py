@@ -80,17 +80,20 @@ def _calibration(
     std: list[float] | None,
     scale: float,
     limit: int | None,
+    model: Path | None = None,
+    input_shapes: list | None = None,
 ):
-    from espq.data import load_calibration
+    from espq.data import load_calibration, model_image_channels
 
     return load_calibration(
         calib,
         batch_size=batch_size,
         size=size,
-        mean=mean or (0.0, 0.0, 0.0),
-        std=std or (1.0, 1.0, 1.0),
+        mean=mean or (0.0,),
+        std=std or (1.0,),
         scale=scale,
         limit=limit,
+        channels=model_image_channels(model, input_shapes) if model and calib.is_dir() else 3,
     )
 
 
@@ -181,7 +184,9 @@ def quantize(
     path = out or Path(f"{Path(model).stem}_{target}_s{bits}.espdl")
     outputs = export_outputs(path) + ([report_html] if report_html is not None else [])
     check_outputs(outputs, [model, calib], force)
-    data = _calibration(calib, batch_size, _shape(size), mean, std, scale, None)
+    data = _calibration(
+        calib, batch_size, _shape(size), mean, std, scale, None, model, parse_input_shapes(input_shape)
+    )
     setting = espq.QuantSetting(precision={n: 16 for n in int16 or []}, recipe=recipe)
     if equalize:
         setting.equalization = True
@@ -356,7 +361,9 @@ def analyse(
     from espq.utils import check_outputs
 
     check_outputs([p for p in (html, json_out) if p is not None], [model, calib], force)
-    data = _calibration(calib, batch_size, _shape(size), mean, std, scale, None)
+    data = _calibration(
+        calib, batch_size, _shape(size), mean, std, scale, None, model, parse_input_shapes(input_shape)
+    )
     qm = espq.quantize(model, data, target=target, bits=bits, input_shape=parse_input_shapes(input_shape))
     report = qm.analyse(data, steps=steps)
     report.print()
@@ -402,7 +409,7 @@ def autoquant(
 
     out_path = out or model.with_suffix(".espdl")
     check_outputs(export_outputs(out_path), [model, calib], force)
-    data = _calibration(calib, batch_size, _shape(size), mean, std, scale, None)
+    data = _calibration(calib, batch_size, _shape(size), mean, std, scale, None, model)
     result = espq.autoquant(
         model,
         data,

@@ -232,3 +232,56 @@ def test_escape_codes_in_names_printed_escaped(qm: QuantizedModel, tmp_path: Pat
     assert "\x1b" not in r.output and "\\x1b[2J\\x1b[31mEVIL\\n" in r.output
     r = _cli("inspect", b, "--json")  # JSON escapes control characters itself
     assert r.exit_code == 0 and "\x1b" not in r.output and "\\u001b[2J" in r.output
+
+
+# --- finding 11: image folders follow the model's channel count ---------------------------------------
+
+
+def _image_folder(folder: Path, n: int = 4) -> Path:
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), "RGB").save(folder / f"{i}.png")
+    return folder
+
+
+def _gray_onnx(path: Path) -> Path:
+    from espq.frontends import export_torch
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+    path.write_bytes(export_torch(net, input_shape=[1, 1, 8, 8]).SerializeToString())
+    return path
+
+
+def test_grayscale_images_for_one_channel_input(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from espq.data import load_calibration, model_image_channels
+
+    folder = _image_folder(tmp_path / "imgs")
+    onnx_path = _gray_onnx(tmp_path / "gray.onnx")
+    assert model_image_channels(onnx_path) == 1
+    assert model_image_channels(onnx_path, [1, 3, 8, 8]) == 3  # --input-shape wins
+    assert model_image_channels(onnx_path, [[1, 8, 8, 1]]) == 3  # NHWC-looking shapes keep RGB
+    (batch,) = load_calibration(folder, batch_size=8, size=[8, 8], channels=1)
+    assert batch.shape == (4, 1, 8, 8)
+    gray = np.asarray(Image.open(folder / "0.png").convert("L"), np.float32) / 255.0
+    np.testing.assert_allclose(batch[0, 0], gray, rtol=0, atol=1e-7)
+    (rgb,) = load_calibration(folder, batch_size=8, size=[8, 8])
+    assert rgb.shape == (4, 3, 8, 8)
+
+
+def test_cli_calibrates_one_channel_model_from_images(tmp_path: Path) -> None:
+    folder = _image_folder(tmp_path / "imgs")
+    onnx_path = _gray_onnx(tmp_path / "gray.onnx")
+    out = tmp_path / "g.espdl"
+    base = ["quantize", onnx_path, "--calib", folder, "--size", "8", "8", "--steps", "1", "--out", out]
+    r = _cli(*base)
+    assert r.exit_code == 0, r.output
+    assert out.is_file()
+    r = _cli(*base[:-2], "--out", tmp_path / "h.espdl", "--mean", "0.5", "0.5")
+    assert r.exit_code == 2, r.output
+    assert "--mean has 2 values but the model input has 1 channel(s)" in r.output
