@@ -19,6 +19,7 @@ from espq.quant.observers import TensorStats, observe_exponent, weight_exponents
 from espq.quant.plan import PlanSkeleton
 from espq.sim.float.executor import run_graph
 from espq.sim.memory import reuse_freed_memory
+from espq.targets import NONNEGATIVE_SHIFT_OPS
 
 
 def collect_statistics(
@@ -118,6 +119,7 @@ def resolve_dependent_specs(plan: QuantPlan, graph: Graph) -> None:
     """Re-fill, in place, the specs that follow other specs' exponents: parameters shared with their
     node's input (Clip bounds, Pad value) take that input's exponent, then biases are derived.
     Call after any activation or weight exponent changed."""
+    raise_negative_shifts(plan, graph)
     for name, spec in list(plan.tensors.items()):
         if spec.source == SHARED and spec.group is None:
             node_name, idx = spec.ref[0].rsplit(":", 1)
@@ -127,6 +129,55 @@ def resolve_dependent_specs(plan: QuantPlan, graph: Graph) -> None:
     for name, spec in list(plan.tensors.items()):
         if spec.source == DERIVED:
             plan.tensors[name] = derive_bias_spec(plan, graph, spec)
+
+
+def raise_negative_shifts(plan: QuantPlan, graph: Graph) -> int:
+    """Raise, in place, every Conv/Gemm/MatMul/Mul output exponent below ``e_in + e_w`` (max over
+    channels) to that value, with its whole exponent group; returns the number of raises.
+
+    ESP-DL's kernels for these ops shift the accumulator right by ``mac_shift = e_out - e_in - e_w``
+    (``dl_base.hpp``) and cannot shift left: the ESP32-S3 int8 conv kernels take a negative value as
+    the per-channel marker (``blti a8, 0, .L11cn_per_channel`` in ``dl_tie728_s8_conv2d.S``; the
+    per-channel vector is NULL on S3, esp_dl_facts.md §4.2); the P4 kernels use it as the right-shift
+    amount of ``esp.srcmb.s8.qacc`` (``dl_esp32p4_s8.S``); only the C path (``shift_and_round``,
+    ``dl_tool.cpp``) shifts left. ESP-PPQ logs an error and exports anyway (§3.2).
+    A lower output exponent carries no precision the accumulator has (its unit is
+    ``2^(e_in + e_w)``): it comes from an all-zero calibration range (``Sub(x, x)``, a Conv whose fused
+    Relu saw only negatives), so raising it loses nothing."""
+
+    def exps(spec: TensorSpec | None) -> list[int] | None:
+        if spec is None or spec.exponent is None:
+            return None
+        e = spec.exponent
+        return [int(v) for v in e] if isinstance(e, tuple) else [int(e)]
+
+    raised = 0
+    for _ in range(len(graph.nodes) + 1):  # a raise may raise a later node's input: repeat until stable
+        changed = False
+        for node in graph.nodes:
+            if node.op_type not in NONNEGATIVE_SHIFT_OPS or len(node.inputs) < 2 or not node.outputs:
+                continue
+            e_in = exps(plan.input_spec(node.name, 0, node.inputs[0]))
+            e_w = exps(plan.input_spec(node.name, 1, node.inputs[1]))
+            out = plan.tensors.get(node.outputs[0])
+            e_out = exps(out)
+            if e_in is None or e_w is None or e_out is None or len(e_in) != 1 or len(e_out) != 1:
+                continue
+            need = e_in[0] + max(e_w)
+            if e_out[0] >= need:
+                continue
+            if out.group is None:
+                plan.tensors[node.outputs[0]] = out.with_exponent(need)
+            else:
+                for d in (plan.tensors, plan.requant):
+                    for k, v in d.items():
+                        if v.group == out.group:
+                            d[k] = v.with_exponent(need)
+            raised += 1
+            changed = True
+        if not changed:
+            break
+    return raised
 
 
 def derive_bias_spec(plan: QuantPlan, graph: Graph, spec: TensorSpec) -> TensorSpec:

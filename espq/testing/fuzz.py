@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import random
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -302,11 +303,20 @@ def run_case(
     return res
 
 
-def shrink(spec: GraphSpec, target: str, bits: int, seed: int = 0) -> GraphSpec:
-    """Delta-debug a failing ``spec``: drop steps, then shrink input dims, while the failure stays."""
+def shrink(
+    spec: GraphSpec,
+    target: str,
+    bits: int,
+    seed: int = 0,
+    fails: Callable[[GraphSpec], bool] | None = None,
+) -> GraphSpec:
+    """Delta-debug a failing ``spec``: drop steps, then shrink input dims, while the failure stays.
 
-    def fails(s: GraphSpec) -> bool:
-        return run_case(s, target, bits, seed).status in ("mismatch", "error")
+    ``fails`` decides what a failure is (default: :func:`run_case` reports a mismatch or an error)."""
+    if fails is None:
+
+        def fails(s: GraphSpec) -> bool:
+            return run_case(s, target, bits, seed).status in ("mismatch", "error")
 
     cur = GraphSpec(list(spec.shape), list(spec.steps))
     changed = True
