@@ -165,7 +165,9 @@ FIELDS: dict[str, FieldSupport] = {
     **_part(
         "lsq_optimization", "interested_layers lr collecting_device steps is_scale_trainable gamma block_size"
     ),
-    "tqt_optimization": _missing(_FINETUNE),
+    "tqt_optimization": FieldSupport(
+        IMPLEMENTED, "TQT per block with tqt_optimization_setting (step 'tqt', espq.quant.finetune)"
+    ),
     **_part(
         "tqt_optimization",
         "interested_layers lr collecting_device steps is_scale_trainable gamma block_size int_lambda",

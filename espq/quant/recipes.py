@@ -151,6 +151,7 @@ def settings_from_compat(compat: Any, setting: QuantSetting) -> QuantSetting:
 
     ``equalization=True`` forces equalization with ``equalization_setting`` (ESP-PPQ's meaning);
     ``bias_correct=True`` forces bias correction; ``False`` (ESP-PPQ's default) leaves both to the recipe.
+    ``tqt_optimization=True`` adds the "tqt" step with ``tqt_optimization_setting``'s fields as options.
     """
     eq = compat.equalization_setting
     if getattr(eq, "including_act", False):
@@ -170,6 +171,10 @@ def settings_from_compat(compat: Any, setting: QuantSetting) -> QuantSetting:
         )
     if compat.bias_correct:
         setting.bias_correction = True
+    if getattr(compat, "tqt_optimization", False):  # ESP-PPQ's TQTSetting fields are the step's options
+        tqt = compat.tqt_optimization_setting
+        names = "interested_layers steps lr block_size is_scale_trainable gamma int_lambda collecting_device"
+        setting.steps = {**setting.steps, "tqt": {n: getattr(tqt, n) for n in names.split()}}
     setting.validate()
     return setting
 

@@ -169,10 +169,10 @@ def test_every_field_works_or_fails_with_one_config_error(path, model, tmp_path)
 
 def test_switched_off_features_are_not_checked_and_errors_are_collected(model, tmp_path):
     s = QuantizationSettingFactory.espdl_setting()
-    s.tqt_optimization_setting.steps = 10  # the switch is off: ESP-PPQ does not read it either
+    s.blockwise_reconstruction_setting.steps = 10  # the switch is off: ESP-PPQ does not read it either
     s.weight_split_setting.interested_layers = ["conv1"]
     s.check()
-    s.tqt_optimization = True
+    s.blockwise_reconstruction = True
     s.weight_split = True
     s.quantize_activation_setting.calib_algorithm_per_layer = {"conv1": "mse"}
     with pytest.raises(ConfigError) as info:
@@ -181,7 +181,7 @@ def test_switched_off_features_are_not_checked_and_errors_are_collected(model, t
     assert [ln.split("=")[0] for ln in lines] == [
         "  - espq does not implement weight_split",
         "  - espq does not implement quantize_activation_setting.calib_algorithm_per_layer",
-        "  - espq does not implement tqt_optimization",
+        "  - espq does not implement blockwise_reconstruction",
     ]
     # ESP-PPQ's generic default (not espdl_setting) differs in five ESP-DL fields: one error, with the hint
     with pytest.raises(

@@ -8,7 +8,7 @@ import pytest
 import espq
 from espq.quant.finetune import TQTOptions, split_blocks, tqt_optimize
 from espq.quant.model import QuantizedModel
-from espq.quant.steps import make_step
+from espq.quant.steps import PLAN, make_step
 from espq.sim.integer import IntegerRunner
 from espq.sim.integer.check import check_test_values
 from espq.sim.trainable import TrainableFakeQuant
@@ -163,3 +163,26 @@ def _other_plan(qm: QuantizedModel):
     plan = copy.deepcopy(qm.plan)
     plan.tensors["not_a_tensor"] = next(iter(plan.tensors.values()))
     return plan
+
+
+def test_esp_ppq_tqt_settings_switch_on_the_step_with_their_fields():
+    from dataclasses import asdict
+
+    from espq.api import QuantizationSettingFactory, TQTSetting
+    from espq.api.espdl import to_quant_setting
+    from espq.quant import recipes
+
+    defaults = asdict(TQTOptions())
+    defaults.pop("block_inputs")
+    ppq = {n: getattr(TQTSetting(), n) for n in defaults}
+    assert {**defaults, "interested_layers": []} == ppq  # ESP-PPQ's defaults
+    s = QuantizationSettingFactory.espdl_setting()
+    assert "tqt" not in recipes.resolve(to_quant_setting(s, 8, {})).names
+    s.tqt_optimization = True
+    s.tqt_optimization_setting.steps = 7
+    s.tqt_optimization_setting.block_size = 2
+    s.tqt_optimization_setting.lr = 1e-4
+    steps = recipes.resolve(to_quant_setting(s, 8, {}))
+    options = dict(steps.steps)["tqt"]
+    assert (options["steps"], options["block_size"], options["lr"]) == (7, 2, 1e-4)
+    assert steps.build(PLAN)[-1].options.steps == 7
