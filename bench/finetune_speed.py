@@ -12,7 +12,8 @@ int8 (tests/quant/test_tqt.py checks the export). ESP-PPQ's row is the measureme
 
 Measured (2026-12-02, this 2-core machine at load average ~13-17, 1 thread; the 500-step run did not
 finish in the time available, so 20 steps per block, 500 val images): espdl PTQ NSR 1.51e-2 / 95.6 %;
-+ TQT quantized block inputs 1.14e-2 / 94.6 % in 156 s; float block inputs 1.24e-2 / 94.8 % in 126 s.
++ TQT quantized block inputs 1.14e-2 / 94.6 % in 156 s; float block inputs 1.24e-2 / 94.8 % in 126 s;
+100 steps per block, quantized block inputs: 1.02e-2 / 95.4 % in 296 s (all 5 blocks kept).
 """
 
 from __future__ import annotations
