@@ -107,3 +107,11 @@ def test_extended_specs_build_valid_onnx():
         model, ops = build(random_spec(seed, extended=True))
         onnx.checker.check_model(model, full_check=True)
         assert len(ops) == len(model.graph.node)
+
+
+def test_export_refusal_is_rejected_not_error():
+    """Seed 469 (esp32p4 s16): PRelu on a 2-D [1, 9] tensor, which ESP-DL's PRelu (channels from
+    shape[3] of a 4-D input) cannot run; the exporter's UnsupportedOpError counts as ``rejected``."""
+    res = run_case(random_spec(469, extended=True), "esp32p4", 16, 469)
+    assert res.status == "rejected"
+    assert res.detail.startswith("export: node 'n2_PRelu' (PRelu): slope shape [9] on a 2-D input")

@@ -11,8 +11,8 @@ exported with test values, and then
 * :func:`espq.sim.integer.check_test_values` must pass on the written file;
 * no output may be NaN.
 
-A graph the capability check rejects (an :class:`espq.errors.UnsupportedOpError`) is recorded as
-``rejected`` with the reason, not as a failure.
+A graph the capability check or the exporter rejects (an :class:`espq.errors.UnsupportedOpError`) is
+recorded as ``rejected`` with the reason, not as a failure.
 """
 
 from __future__ import annotations
@@ -277,6 +277,9 @@ def run_case(
             chip = espq.run_espdl(path, x)[out]
             report = check_test_values(path)
         e = qm.plan.tensors[out].exponent
+    except UnsupportedOpError as exc:  # the exporter refused a pattern the chip cannot run
+        res.status, res.detail = "rejected", "export: " + str(exc).splitlines()[0][:200]
+        return res
     except Exception as exc:  # noqa: BLE001
         res.status, res.detail = "error", f"export/run: {type(exc).__name__}: {exc}"[:300]
         return res
