@@ -22,11 +22,12 @@ from espq.analysis.isolated import IsolatedPass
 from espq.analysis.kinds import KINDS
 from espq.analysis.layerwise import LayerwisePass
 from espq.analysis.metrics import METRICS
-from espq.analysis.ops import COMPUTING_OPS, QuantOpEvaluator, measured_ops
+from espq.analysis.ops import QuantOpEvaluator, measured_ops
 from espq.analysis.report import AnalysisReport, OpInfo, TensorHistogram, format_table
 from espq.errors import ConfigError
 from espq.ir import Node
 from espq.ir import quant_rules as rules
+from espq.ir.op_facts import COMPUTING_OPS
 from espq.ir.spec import F32
 from espq.quant.data import iter_feeds
 from espq.sim.float.executor import load_kernels, run_graph
@@ -237,7 +238,7 @@ def analyse(
     report.histograms = [h for h in (_histogram(qm, op.outputs[0]) for op in ops) if h is not None]
     if not ops:
         msg = (
-            f"model '{graph.name}' has no quantized computing op ({', '.join(COMPUTING_OPS)}); "
+            f"model '{graph.name}' has no quantized computing op ({', '.join(sorted(COMPUTING_OPS))}); "
             "nothing to analyse"
         )
         report.notes.append(msg)

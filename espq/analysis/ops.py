@@ -22,12 +22,10 @@ from collections.abc import Sequence
 import torch
 
 from espq.ir import Graph, Node
+from espq.ir.op_facts import COMPUTING_OPS
 from espq.ir.spec import F32
 from espq.sim.fakequant import FakeQuantSim, fake_quant
 from espq.sim.float.registry import numpy_to_torch
-
-#: Op types whose error is reported (ConvTranspose is rewritten to Conv by canonicalisation).
-COMPUTING_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU")
 
 
 def measured_ops(graph: Graph, node_types: dict[str, str]) -> list[Node]:

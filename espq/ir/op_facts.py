@@ -241,3 +241,6 @@ CONV_LAYOUT_OPS = ops_with(layout=Layout.CONV)
 INHERIT_LAYOUT_OPS = (
     ops_with(layout=Layout.UNARY) | ops_with(layout=Layout.BROADCAST) | ops_with(layout=Layout.AXIS)
 )
+#: ESP-PPQ's computing ops (esp_ppq_facts §5.2): the weighted ops that error analysis, mixed precision and
+#: fine-tuning walk. ConvTranspose is named for graphs the loader has not yet rewritten into Conv.
+COMPUTING_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU"})

@@ -32,6 +32,7 @@ import numpy as np
 from espq.errors import ConfigError
 from espq.ir import Graph
 from espq.ir import quant_rules as rules
+from espq.ir.op_facts import COMPUTING_OPS
 from espq.ir.spec import F32, S16, QuantPlan
 from espq.quant import recipes
 from espq.quant.bias_correction import keep_batches
@@ -47,7 +48,6 @@ from espq.quant.recipes import output_error
 from espq.quant.setting import QuantSetting
 
 INT16_COST_PER_MAC = 2.0
-COMPUTING_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU"})  # esp_ppq_facts §5.2
 STRATEGIES = ("greedy", "top_k")
 
 

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from espq.errors import ConfigError
 from espq.ir import Graph
+from espq.ir.op_facts import COMPUTING_OPS
 from espq.ir.spec import F32, QuantPlan, TensorSpec
 from espq.quant.calibrate import resolve_dependent_specs
 from espq.sim.fakequant import FAKEQUANT_OP
@@ -40,8 +41,8 @@ from espq.sim.float.executor import run_segment
 from espq.sim.trainable import TrainableFakeQuant, fake_quant_ste, plan_with_exponents
 from espq.targets import Target
 
-#: ops whose count bounds a block (ESP-PPQ's "computing ops")
-COMPUTING_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+#: the computing ops TQT trains and whose count bounds a block (recurrent gates keep their fixed exponents)
+TQT_OPS = COMPUTING_OPS - {"LSTM", "GRU"}
 BLOCK_INPUTS = ("quantized", "float")
 
 
@@ -102,7 +103,7 @@ def split_blocks(module: TrainableFakeQuant, block_size: int) -> list[tuple[int,
     cuts = [0]
     count = 0
     for i, node in enumerate(nodes):
-        if node.op_type in COMPUTING_OPS and types.get(node.name, F32) != F32:
+        if node.op_type in TQT_OPS and types.get(node.name, F32) != F32:
             if count == block_size:
                 cut = i
                 while cut > cuts[-1] and nodes[cut - 1].op_type == FAKEQUANT_OP:
@@ -169,7 +170,7 @@ def tqt_optimize(
         ops = [
             n.name
             for n in module.graph.nodes[start:stop]
-            if n.op_type in COMPUTING_OPS and plan.node_types.get(n.name, F32) != F32
+            if n.op_type in TQT_OPS and plan.node_types.get(n.name, F32) != F32
         ]
         names = _block_outputs(module, start, stop)
         f_start = f_index[next(n.name for n in module.graph.nodes[start:] if n.op_type != FAKEQUANT_OP)]
