@@ -11,7 +11,6 @@ import json
 import math
 from pathlib import Path
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -22,7 +21,7 @@ from espq.errors import EspqError
 class _Commands(TyperGroup):
     """espq's command group: accepts ``--size 224 224``-style options as the README writes them."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, expand_multi_value_options(args))
 
 
@@ -35,6 +34,15 @@ _state = {"debug": False}
 @app.callback()
 def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
     _state["debug"] = debug
+
+
+#: exceptions that are click's own control flow (exit, abort, usage errors): passed through unchanged.
+#: (recent typer releases vendor click as ``typer._click``: click is not imported by name.)
+_CLI_SIGNALS = (
+    typer.Exit,
+    typer.Abort,
+    *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"),
+)
 
 
 def _handle_errors(fn):
@@ -50,7 +58,7 @@ def _handle_errors(fn):
                 raise
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-        except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+        except _CLI_SIGNALS:
             raise
         except Exception as exc:  # a bug in espq (or a library): one line, exit 3, never a bare traceback
             if _state["debug"]:

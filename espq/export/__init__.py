@@ -26,8 +26,8 @@ from espq.espdl.model import EspdlModel
 from espq.export.builder import build_model
 from espq.export.lower import lower
 from espq.export.reference import compare_models, plan_from_espdl
+from espq.export.self_test_values import build_test_values, default_inputs
 from espq.export.streaming import StreamingOptions, first_chunk_inputs, fix_frame_axes, streaming_model
-from espq.export.test_values import build_test_values, default_inputs
 from espq.utils import atomic_write_set
 
 

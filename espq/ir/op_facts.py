@@ -3,7 +3,8 @@
 Per op type (ONNX / ESP-DL name) one frozen :class:`OpFacts` says
 
 * ``layout``: how the exporter's channel-last pass (``espq.export.lower.channel_last``) and the integer
-  runner's layout replay (``espq.sim.integer.io``) treat it (esp_dl_facts §2.5, esp_ppq_facts §3.7 step 4);
+  runner's layout replay (``espq.sim.integer.layout_replay``) treat it (esp_dl_facts §2.5, esp_ppq_facts
+  §3.7 step 4);
   both read the same sets from here, so they agree by construction;
 * ``axes``: how an axis op's axis information is carried (remapped through the channel-last perm);
 * ``quant``: the chip-independent quantization rule (esp_dl_facts §3.2, §4; esp_ppq_facts §2.5-§2.7),

@@ -9,8 +9,8 @@ import pytest
 
 from espq import espdl
 from espq.espdl.config_json import config_json, config_json_text
-from espq.targets.infer import infer_target
 from espq.ir.spec import DERIVED, QuantPlan, TensorSpec
+from espq.targets.infer import infer_target
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 REF = SHARED / "reference"

@@ -150,7 +150,7 @@ def _conv_then(op: str) -> onnx.ModelProto:
 
 def test_exporter_and_runner_share_layout_sets() -> None:
     from espq.export.lower import channel_last
-    from espq.sim.integer import io
+    from espq.sim.integer import layout_replay as io
 
     assert channel_last.CONV_LIKE is io.CONV_LIKE is CONV_LAYOUT_OPS
     assert channel_last.UNARY | channel_last.BROADCAST | channel_last.AXIS_OPS == io._INHERIT

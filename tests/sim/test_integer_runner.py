@@ -16,7 +16,7 @@ from espq.sim.integer import (
     run_espdl,
 )
 from espq.sim.integer.cli import run_cli
-from espq.sim.integer.io import layout_perms
+from espq.sim.integer.layout_replay import layout_perms
 
 I8 = np.int8
 

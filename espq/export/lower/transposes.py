@@ -66,8 +66,8 @@ def _holds_io_layout(state: ExportState, src: str, out: str) -> bool:
     layout differs from the other side's (e.g. a Keras NHWC output ``Transpose(Conv(x), [0, 2, 3, 1])``:
     the Conv output is NHWC on the chip, so the rewritten Transpose is the identity). Without it the
     graph would say the graph input/output is in the Conv's NCHW layout: the integer runner (which
-    recovers graph I/O layouts from the graph, ``espq.sim.integer.io``) and the test values would use
-    the wrong shape. It costs one copy on the chip."""
+    recovers graph I/O layouts from the graph, ``espq.sim.integer.layout_replay``) and the test values
+    would use the wrong shape. It costs one copy on the chip."""
     g = state.graph
     if src not in g.inputs and out not in g.outputs:
         return False

@@ -18,7 +18,7 @@ import numpy as np
 from espq.errors import ConfigError, EspdlFormatError, InputDataError, UnsupportedOpError
 from espq.espdl import read
 from espq.espdl.model import EspdlModel, EspdlValueInfo
-from espq.sim.integer import io
+from espq.sim.integer import layout_replay as io
 from espq.sim.integer.base import INT_KERNELS, IntContext, QTensor
 from espq.targets import TARGETS, Target, get_target
 
@@ -60,7 +60,7 @@ class IntegerRunner:
 
     Layouts: ``self.perms[name]`` (or :meth:`perm`) is the permutation that maps a tensor's exported
     layout to its ONNX layout (exported axis i = ONNX axis ``perm[i]``), recovered by replaying
-    ESP-PPQ's layout rules over the graph (see :mod:`espq.sim.integer.io`): graph inputs read by
+    ESP-PPQ's layout rules over the graph (see :mod:`espq.sim.integer.layout_replay`): graph inputs read by
     conv-like ops and everything produced by conv-like ops is NHWC / NWC. Float inputs and outputs of
     :meth:`run` use the ONNX layout; raw ones the exported layout.
 
