@@ -189,6 +189,11 @@ class FakeQuantSim:
             self.register_kernel(op, int16_lut_kernel(tables, self.target, self.kernel(op)))
 
     @property
+    def rounded_outputs(self) -> dict:
+        """The tensors this simulator rounds after their producer ran (tensor name -> its spec); a copy."""
+        return dict(self._rounded_outputs)
+
+    @property
     def kernels(self) -> dict[str, KernelFn]:
         """This simulator's own kernels (op type -> kernel), over the float registry's; a copy."""
         return dict(self._kernels)

@@ -33,7 +33,7 @@ from espq.ir import quant_rules as rules
 from espq.ir.spec import DERIVED, OBSERVED, SHARED, QuantPlan, TensorSpec
 from espq.sim.fakequant import FAKEQUANT_OP, HALF_EVEN, WEIGHTED_OPS, FakeQuantSim, _insert_requant_nodes
 from espq.sim.float import registry
-from espq.sim.float.executor import _load_kernels
+from espq.sim.float.executor import load_kernels
 from espq.sim.float.registry import KERNELS
 from espq.targets import Target, get_target
 
@@ -114,7 +114,7 @@ class TrainableFakeQuant(torch.nn.Module):
         train_exponents: bool = False,
     ):
         super().__init__()
-        _load_kernels()
+        load_kernels()
         self.plan = plan
         self.target = get_target(target or plan.target)
         self.int16_lut_step = int16_lut_step
@@ -228,7 +228,7 @@ class TrainableFakeQuant(torch.nn.Module):
         the groups of the tensors they round (outputs, requantized inputs) and their parameters."""
         alphas: dict[str, None] = {}
         weights: dict[str, None] = {}
-        rounded = self._current_sim()._rounded_outputs
+        rounded = self._current_sim().rounded_outputs
         for node in self.graph.nodes[start:stop]:
             specs = [rounded[o] for o in node.outputs if o in rounded]
             if node.op_type == FAKEQUANT_OP:
@@ -256,7 +256,7 @@ class TrainableFakeQuant(torch.nn.Module):
 
     def _kernel_table(self, sim: FakeQuantSim) -> dict:
         table = dict(KERNELS)
-        for op, fn in sim._kernels.items():
+        for op, fn in sim.kernels.items():
             if op == FAKEQUANT_OP:
                 continue
             table[op] = fn if op in WEIGHTED_OPS else _straight_through(fn, KERNELS[op])
@@ -302,7 +302,7 @@ class TrainableFakeQuant(torch.nn.Module):
         device = next(iter(state.values())).device if state else torch.device("cpu")
         sim = self._current_sim()
         table = self._kernel_table(sim)
-        rounded = sim._rounded_outputs
+        rounded = sim.rounded_outputs
         params: dict[str, torch.Tensor] = {}  # quantized on first use, once per call
         keep_set = set(keep) | set(self.graph.outputs)
         token = registry.set_current_graph(self.graph)

@@ -187,14 +187,14 @@ def test_axis_op_after_conv_as_graph_output(tmp_path, op: str, target: str, bits
 def test_every_op_has_kernels_layout_and_quant_rule() -> None:
     """Every op in the table has a float kernel, an integer kernel (or is marked as not an ESP-DL op),
     a layout family and a quantization rule; every ESP-DL op of the target op table is in the table."""
-    from espq.sim.float.executor import _load_kernels
+    from espq.sim.float.executor import load_kernels as load_float_kernels
     from espq.sim.float.registry import KERNELS
     from espq.sim.integer.base import INT_KERNELS
-    from espq.sim.integer.runner import load_kernels
+    from espq.sim.integer.runner import load_kernels as load_integer_kernels
     from espq.targets.ops_table import OP_TABLE
 
-    _load_kernels()
-    load_kernels()
+    load_float_kernels()
+    load_integer_kernels()
     assert len(OP_FACTS) == 93  # 71 ESP-DL ops + 22 that the float side or the layout rules name
     for op, f in OP_FACTS.items():
         assert op in KERNELS, f"{op}: no float kernel"

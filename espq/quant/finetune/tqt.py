@@ -160,7 +160,7 @@ def tqt_optimize(
         q_env = [module.quantized_feeds(f) for f in feeds]
     f_env = [dict(f) for f in feeds]
     f_index = {n.name: i for i, n in enumerate(float_graph.nodes)}
-    rounded = module._current_sim()._rounded_outputs
+    rounded = module._current_sim().rounded_outputs
     interested = set(opts.interested_layers)
     done: set[str] = set()  # α keys decided by an earlier block
     results: list[BlockResult] = []

@@ -30,7 +30,6 @@ def load_kernels() -> None:
     )
 
 
-_load_kernels = load_kernels  # the old private name, still read by espq.sim.trainable
 
 
 def _shapes(values: list[torch.Tensor | None]) -> str:
