@@ -30,8 +30,6 @@ def load_kernels() -> None:
     )
 
 
-
-
 def _shapes(values: list[torch.Tensor | None]) -> str:
     return ", ".join(
         "None" if v is None else f"{tuple(v.shape)}:{str(v.dtype).replace('torch.', '')}" for v in values
