@@ -85,10 +85,44 @@ def test_per_channel_prelu_runs_channel_last(tmp_path, target, bits, slope_shape
     assert abs(np.median(ratio[:, 2][neg[:, 2]]) - 0.9) < 0.05
 
 
-@pytest.mark.parametrize(("slope_shape", "shape"), [((5,), [1, 3, 4, 5]), ((3,), [1, 3])])
+@pytest.mark.parametrize(("target", "bits"), [("esp32p4", 8), ("esp32s3", 8), ("c", 16)])
+@pytest.mark.parametrize(("shape", "slope_shape"), [([32, 3], (3,)), ([8, 3, 5], (3, 1))], ids=["2d", "3d"])
+def test_per_channel_prelu_on_2d_and_3d_runs_as_4d(tmp_path, target, bits, shape, slope_shape):
+    """PRelu after a Linear layer ([N, C], MTCNN R-/O-Net) or on [N, C, L]: exported as Reshape -> 4-D
+    NHWC PRelu -> Reshape; fake-quant == integer runner, per-channel slopes kept."""
+    rng = np.random.default_rng(5)
+    calib = [rng.standard_normal(shape).astype(np.float32) for _ in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qm = espq.quantize(
+            _model(SLOPES.reshape(slope_shape), shape, pre_add=True), calib, target=target, bits=bits,
+            progress=False,
+        )  # fmt: skip
+    path = tmp_path / "m.espdl"
+    qm.export(path, export_test_values=True, export_config=False)
+    g = read(path).graph
+    prelu = next(n for n in g.nodes if n.op_type == "PRelu")
+    assert g.initializers[prelu.inputs[1]].dims == [3, 1, 1]
+    vis = {vi.name: vi for vi in (*g.value_info, *g.inputs)}
+    in_shape = vis[prelu.inputs[0]].shape
+    assert len(in_shape) == 4 and in_shape[3] == 3  # NHWC, alpha[c] along shape[3]
+    x = rng.standard_normal(shape).astype(np.float32)
+    ours, chip = qm.run(x)["y"], espq.run_espdl(path, x)["y"]
+    assert chip.shape == ours.shape == tuple(shape)
+    e = qm.plan.tensors["y"].exponent
+    np.testing.assert_array_equal(np.rint(ours / 2.0**e), np.rint(chip / 2.0**e))
+    assert espq.sim.integer.check_test_values(path).ok
+    a = x + 0.25
+    neg = a < -0.5
+    ratio = chip / np.where(neg, a, 1)
+    assert abs(np.median(ratio[:, 0][neg[:, 0]]) - 0.1) < 0.05
+    assert abs(np.median(ratio[:, 2][neg[:, 2]]) - 0.9) < 0.05
+
+
+@pytest.mark.parametrize(("slope_shape", "shape"), [((5,), [1, 3, 4, 5]), ((4,), [1, 3, 4])])
 def test_prelu_slope_the_chip_cannot_run_is_refused(tmp_path, slope_shape, shape):
-    """A slope along W ([5] broadcasts on the last ONNX axis) or a 2-D input: ESP-DL indexes alpha by
-    shape[3] of a 4-D input only, so export raises naming the node instead of writing a wrong file."""
+    """A slope along W ([5] broadcasts on the last ONNX axis, [4] on the last of a 3-D input): ESP-DL
+    indexes alpha by channel only, so export raises naming the node instead of writing a wrong file."""
     rng = np.random.default_rng(0)
     slope = rng.uniform(0.1, 0.9, slope_shape).astype(np.float32)
     calib = [rng.standard_normal(shape).astype(np.float32) for _ in range(2)]

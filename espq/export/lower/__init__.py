@@ -5,6 +5,7 @@
 3. :func:`insert_quant_nodes` - Quantize/Requantize/DequantizeLinear at precision boundaries;
 4. :func:`prepare_dynamic_matmul` - the block layout of a non-constant MatMul operand at run time;
 5. :func:`split_scalar_gather` - Gather with a rank-0 index -> 1-element index + Squeeze;
+   :func:`prelu_to_4d` - per-channel PRelu on a 2-D/3-D tensor -> Reshape, 4-D PRelu, Reshape;
    :func:`to_channel_last` - NHWC/NWC for conv-like ops, axis remapping, Transposes;
 6. :func:`fuse_transposes` - compose Transpose chains, drop identity ones;
 7. :func:`attach_luts` - int8 tables / int16 ``LUT`` ops;
@@ -24,6 +25,7 @@ from espq.export.lower.gemm import prepare_gemm
 from espq.export.lower.luts import attach_luts
 from espq.export.lower.matmul import prepare_dynamic_matmul
 from espq.export.lower.optional_inputs import drop_empty_optional_inputs
+from espq.export.lower.prelu import prelu_to_4d
 from espq.export.lower.quant_nodes import insert_quant_nodes
 from espq.export.lower.state import ExportState
 from espq.export.lower.transposes import fuse_transposes
@@ -62,6 +64,7 @@ def lower(
     insert_quant_nodes(state)
     prepare_dynamic_matmul(state)
     split_scalar_gather(state)
+    prelu_to_4d(state)
     to_channel_last(state)
     fuse_transposes(state)
     int16 = attach_luts(state)
@@ -85,6 +88,7 @@ __all__ = [
     "insert_quant_nodes",
     "lower",
     "prepare_dynamic_matmul",
+    "prelu_to_4d",
     "prepare_gemm",
     "split_scalar_gather",
     "to_channel_last",
