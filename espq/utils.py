@@ -41,23 +41,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     ``mkstemp``'s 0600; secrets are written by :mod:`espq.espdl.encrypt`, which keeps 0600.
     """
     p = Path(path)
+    tmp = None
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot write '{p}': {exc.strerror or exc}; choose a writable output path"
-        ) from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~current_umask())
-            f.write(data)
+        tmp = _temp_beside(p, data, 0o666 & ~current_umask())
         os.replace(tmp, p)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ConfigError(
-            f"cannot write '{p}': {exc.strerror or exc}; choose a writable output path"
-        ) from exc
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise _cannot_write(p, exc) from exc
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

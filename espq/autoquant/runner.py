@@ -22,6 +22,7 @@ from espq.autoquant.space import Config
 from espq.ir import Graph
 from espq.ir.spec import QuantPlan
 from espq.quant import QuantSetting, quantize
+from espq.quant.metrics import output_error
 from espq.quant.mixed_precision import auto_mixed_precision
 from espq.sim.float import run_float
 
@@ -67,17 +68,6 @@ class RunResult:
     graph: Graph | None = None
     float_graph: Graph | None = None
     plan: QuantPlan | None = None
-
-
-def output_error(q: dict[str, np.ndarray], f: dict[str, np.ndarray]) -> float:
-    """Noise-to-signal power ratio of ``q`` against ``f`` per sample, averaged over samples and outputs
-    (ESP-PPQ's "snr" metric, esp_ppq_facts.md §5.1; the same number as ``espq.quant.recipes``)."""
-    errs = []
-    for name, ref in f.items():
-        r = ref.reshape(ref.shape[0], -1).astype(np.float64)
-        d = q[name].reshape(r.shape).astype(np.float64) - r
-        errs.append(float(np.mean((d**2).sum(1) / ((r**2).sum(1) + 1e-7))))
-    return float(np.mean(errs))
 
 
 def param_bytes(graph: Graph, plan: QuantPlan) -> int:
