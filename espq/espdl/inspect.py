@@ -30,6 +30,7 @@ from espq.errors import EspdlFormatError, EspqError
 from espq.espdl.model import EspdlModel, EspdlValueInfo
 from espq.espdl.schema import TensorDataType
 from espq.espdl.validate import quant_type_of, violations
+from espq.targets.cost import float_math_nodes
 from espq.targets.infer import infer_target
 from espq.targets.latency import estimate
 from espq.targets.memory import activation_memory
@@ -96,7 +97,9 @@ def inspect_model(source: EspdlModel | str | os.PathLike | bytes) -> dict[str, A
     ``activation_peak_bytes``, ``activation_arena_bytes``, ``activation_buffers`` (module docstring),
     ``latency_ms`` / ``latency_target`` / ``latency_note`` / ``peak_memory_bytes`` (parameters + peak
     activations; :func:`espq.targets.latency.estimate`; ms None where the chip has no fitted model),
-    ``has_test_values``, ``test_inputs``, ``test_outputs`` (names), ``violations`` (see
+    ``float_math_nodes`` (integer activations the chip computes in float32: no ``LUT`` op / table;
+    :func:`espq.targets.cost.float_math_nodes`), ``has_test_values``, ``test_inputs``, ``test_outputs``
+    (names), ``violations`` (see
     :func:`espq.espdl.validate.violations`).
     """
     model, path = _load(source)
@@ -148,6 +151,7 @@ def inspect_model(source: EspdlModel | str | os.PathLike | bytes) -> dict[str, A
         },
         **activation_memory(model),
         **_latency(model),
+        "float_math_nodes": float_math_nodes(model),
         "has_test_values": bool(g.test_inputs or g.test_outputs),
         "test_inputs": list(g.test_inputs),
         "test_outputs": list(g.test_outputs),
@@ -175,6 +179,17 @@ def _latency_line(d: dict[str, Any]) -> str:
     )
 
 
+def _float_math_lines(names: list[str]) -> list[str]:
+    if not names:
+        return []
+    shown = ", ".join(names[:5]) + (f", ... ({len(names) - 5} more)" if len(names) > 5 else "")
+    return [
+        f"float math:  {len(names)} integer activation(s) computed in float32 on the chip (no table): "
+        f"{shown} (an int16 Sigmoid/Tanh/Swish/... becomes a bit-exact LUT op with lut_optimization=True, "
+        "int16_lut_step=32)"
+    ]
+
+
 def format_inspect(d: dict[str, Any]) -> str:
     """Plain-text rendering of :func:`inspect_model`'s dict: summary, I/O, op counts, nodes, violations."""
     target = d["target"] or f"{d['inferred_target']} (inferred; no metadata target)"
@@ -195,6 +210,7 @@ def format_inspect(d: dict[str, Any]) -> str:
         f"peak memory: {_kib(d['peak_memory_bytes']) if d['peak_memory_bytes'] is not None else 'n/a'} "
         "(parameters + peak activations)",
         f"test values: {'yes' if d['has_test_values'] else 'no'}",
+        *_float_math_lines(d["float_math_nodes"]),
         "",
     ]
     io_rows = [

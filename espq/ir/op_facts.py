@@ -94,6 +94,7 @@ class OpFacts:
     reads_lut_bits: frozenset[int] = _NONE  #: widths at which the ESP-DL module reads a ``lut`` table
     buffer: Buffer = Buffer.NEW
     converts: bool = False  #: converts between float and integer codes: activation dtypes are free (§4.9)
+    float_math: bool = False  #: without a table read, the ESP-DL module computes f(x) in float32 (§4.6)
     note: str = ""
 
 
@@ -141,11 +142,11 @@ _ENTRIES: list[OpFacts] = [
     # unary activations / math; int8 ones become LUTs at export (§3.3); piecewise-linear ones stay exact
     # modules at int16 rather than lossy nearest-entry tables
     _lut("Relu", False, shares_producer_spec=True),
-    _lut("LeakyRelu", False),
+    _lut("LeakyRelu", False, float_math=True),
     _f("PRelu", L.UNARY, Q.PASSIVE_VALUE, lut_bits=_8, reads_lut_bits=_8, buffer=B.INPLACE),
     _lut("Clip", False, shares_producer_spec=True, shared_inputs={1, 2}),
     *(
-        _lut(op, True)
+        _lut(op, True, float_math=True)
         for op in ("Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Swish", "Elu", "Exp", "Log", "Sqrt")
     ),
     _f("Gelu", L.UNARY, Q.OBSERVED, lut_bits=_8_16, reads_lut_bits=_8_16, buffer=B.INPLACE),

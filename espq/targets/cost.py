@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from espq.ir.op_facts import Buffer, ops_with
+from espq.ir.op_facts import OP_FACTS, Buffer, ops_with
 from espq.targets.memory import itemsize
 
 #: ops whose output is a view of the input (no data moved; esp_dl_facts.md §5.1 "unchanged buffer").
@@ -39,8 +39,9 @@ class NodeCost:
     activation bytes read / written (parameters excluded); ``param_bytes``: bytes of the node's
     initializer inputs (weights, bias, LUT); ``elements``: activation elements read + written;
     ``quant_type``: "S8" / "S16" / "F32" or None; ``depthwise``: a grouped Conv with one input channel per
-    group; ``int16`` / ``float_fallback``: the node runs at 16 bit / computes in float (conversions
-    from/to float, :data:`CONVERSION_OPS`, are not fallbacks); ``kernel``: kernel
+    group; ``int16`` / ``float_fallback``: the node runs at 16 bit / computes in float (a float node, or
+    an integer activation whose module reads no table; conversions from/to float,
+    :data:`CONVERSION_OPS`, are not fallbacks); ``kernel``: kernel
     height x width of a MAC op (1 for Gemm/MatMul, which ESP-DL runs as 1x1 convolutions);
     ``in_channels`` / ``out_channels``: last dimension of the first input / the output (0 unknown).
     """
@@ -68,6 +69,15 @@ _QUANT_TYPES = {"S8": "S8", "SYMM_S8": "S8", "S16": "S16", "SYMM_S16": "S16", "F
 def _quant_type(node: Any) -> str | None:
     q = node.attr("quant_type")
     return _QUANT_TYPES.get(q) if isinstance(q, str) else None
+
+
+def _computes_in_float(node: Any, qt: str | None, has_table: bool) -> bool:
+    """An integer node whose ESP-DL module computes f(x) in float32 because it reads no table
+    (esp_dl_facts.md §4.6: an S16 Sigmoid/Swish/... always, an S8 one without its ``lut``)."""
+    facts = OP_FACTS.get(node.op_type)
+    if facts is None or not facts.float_math or qt not in ("S8", "S16"):
+        return False
+    return not (has_table and int(qt[1:]) in facts.reads_lut_bits)
 
 
 def _numel(v: Any) -> int:
@@ -127,7 +137,8 @@ def node_costs(model: Any) -> list[NodeCost]:
     for node in g.nodes:
         params = [t for t in node.inputs if t in g.initializers]
         lut = node.attr("lut")
-        if isinstance(lut, str) and lut in g.initializers:
+        has_table = isinstance(lut, str) and lut in g.initializers
+        if has_table:
             params.append(lut)
         acts_in = [values.get(t) for t in node.inputs if t and t not in g.initializers]
         acts_out = [values.get(t) for t in node.outputs]
@@ -146,11 +157,18 @@ def node_costs(model: Any) -> list[NodeCost]:
                 depthwise=_depthwise(node, values),
                 int16=qt == "S16",
                 float_fallback=node.op_type not in CONVERSION_OPS
-                and (qt == "F32" or (qt is None and out_float)),
+                and (qt == "F32" or (qt is None and out_float) or _computes_in_float(node, qt, has_table)),
                 **_geometry(node, model, values),
             )
         )
     return costs
 
 
-__all__ = ["CONVERSION_OPS", "MAC_OPS", "VIEW_OPS", "NodeCost", "node_costs"]
+def float_math_nodes(model: Any) -> list[str]:
+    """Names of the integer-typed (S8/S16) nodes of ``model`` that the chip computes in float32
+    (dequantize, f(x), requantize per element): int16 activations exported without a ``LUT`` op, int8
+    ones without a table. Users measured ~660 ms per such layer on a YOLO26 head (esp_ppq_2026.md §1.15)."""
+    return [c.name for c in node_costs(model) if c.float_fallback and c.quant_type in ("S8", "S16")]
+
+
+__all__ = ["CONVERSION_OPS", "MAC_OPS", "VIEW_OPS", "NodeCost", "float_math_nodes", "node_costs"]

@@ -11,12 +11,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
 from espq.errors import UnsupportedOpError
 from espq.export.lower.state import ExportState
 from espq.export.weights import param_values
+from espq.ir.op_facts import OP_FACTS
 from espq.ir.spec import S8, S16
 from espq.sim.lut import LUT8_OPS, LUT16_OPS, build_table
 
@@ -64,4 +67,29 @@ def attach_luts(state: ExportState) -> dict[str, tuple[np.ndarray, int, int]]:
             node.attrs["int16_lut_step"] = step
             node.op_type = "LUT"
             int16[node.name] = (table, e_in, e_out)
+    _warn_float_math(state)
     return int16
+
+
+def _warn_float_math(state: ExportState) -> None:
+    """Warn about int16 activations left as modules that compute f(x) in float32 on the chip
+    (esp_dl_facts.md §4.6; users measured ~660 ms per such layer, esp_ppq_2026.md §1.15)."""
+    slow = [
+        n
+        for n in state.graph.nodes
+        if state.quant_type(n) == S16 and n.op_type in OP_FACTS and OP_FACTS[n.op_type].float_math
+    ]
+    if not slow:
+        return
+    tableable = [n.name for n in slow if n.op_type in LUT16_OPS]
+    names = ", ".join(f"'{n.name}' ({n.op_type})" for n in slow[:5]) + (" ..." if len(slow) > 5 else "")
+    hint = (
+        f"; lut_optimization=True (int16_lut_step=32) exports {len(tableable)} of them as bit-exact LUT ops"
+        if tableable
+        else "; run them at 8 bits (a table) if the chip's time matters"
+    )
+    warnings.warn(
+        f"{len(slow)} int16 activation(s) will compute in float32 on the chip (dequantize, f(x), requantize "
+        f"per element; ~660 ms per layer measured by users on a YOLO26 head): {names}{hint}",
+        stacklevel=3,
+    )
