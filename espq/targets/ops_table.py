@@ -159,8 +159,14 @@ CANONICALISED_AWAY = MappingProxyType(
 #: have module headers but are not registered; the rest have no module at all).
 UNSUPPORTED_FIXES = MappingProxyType(
     {
-        "Max": "with a constant operand use Clip (Max(x, 0) is Relu); for two tensors use Relu(a - b) + b",
-        "Min": "with a constant operand use Clip; between two tensors rewrite as a - Relu(a - b)",
+        "Max": (
+            "a constant holding one value becomes Clip automatically; a per-element constant or two "
+            "tensors: rewrite as Relu(a - b) + b"
+        ),
+        "Min": (
+            "a constant holding one value becomes Clip automatically; a per-element constant or two "
+            "tensors: rewrite as a - Relu(a - b)"
+        ),
         "And": "move the boolean logic to the host, or express it with Mul on 0/1 tensors",
         "Or": "move the boolean logic to the host, or express it with Add + Clip on 0/1 tensors",
         "Xor": "move the boolean logic to the host",

@@ -15,7 +15,9 @@ from espq.ir.passes.fuse_swish import fuse_swish
 from espq.ir.passes.infer_shapes import infer_shapes
 from espq.ir.passes.manager import CANONICAL_PASSES, PassReport, canonicalize
 from espq.ir.passes.matmul_add_to_gemm import matmul_add_to_gemm
+from espq.ir.passes.minmax_to_clip import minmax_to_clip
 from espq.ir.passes.normalize_attributes import normalize_attributes
+from espq.ir.passes.pool_ceil_to_pads import pool_ceil_to_pads
 from espq.ir.passes.remove_dead_nodes import remove_dead_nodes
 from espq.ir.passes.remove_identity import remove_identity
 
@@ -34,7 +36,9 @@ __all__ = [
     "fuse_swish",
     "infer_shapes",
     "matmul_add_to_gemm",
+    "minmax_to_clip",
     "normalize_attributes",
+    "pool_ceil_to_pads",
     "remove_dead_nodes",
     "remove_identity",
 ]

@@ -21,6 +21,9 @@
    foldable BNs into extra convolutions.
 10. ``batchnorm_to_conv`` — what BN is left becomes a depthwise 1×1 Conv.
 11. ``fuse_swish`` — Sigmoid·Mul → Swish.
+11b. ``minmax_to_clip`` — Max/Min with a one-valued constant → Clip, Clip chains → one Clip; after
+    fold_constants (the constant must be an initializer) and normalize_attributes (Clip inputs form).
+11c. ``pool_ceil_to_pads`` — ceil-mode MaxPool → floor mode with larger end pads; needs shapes (5).
 12. ``convtranspose_to_conv`` — after 8/9 so bias/BN fold into the ConvTranspose (group-aware)
     first; the cropping Slice this lowering may add would otherwise block those folds.
 13. ``remove_dead_nodes`` — drop what the rewrites left unused.
@@ -49,7 +52,9 @@ from espq.ir.passes.fuse_layernorm import fuse_layernorm
 from espq.ir.passes.fuse_swish import fuse_swish
 from espq.ir.passes.infer_shapes import infer_shapes
 from espq.ir.passes.matmul_add_to_gemm import matmul_add_to_gemm
+from espq.ir.passes.minmax_to_clip import minmax_to_clip
 from espq.ir.passes.normalize_attributes import TARGET_OPSET, normalize_attributes
+from espq.ir.passes.pool_ceil_to_pads import pool_ceil_to_pads
 from espq.ir.passes.remove_dead_nodes import remove_dead_nodes
 from espq.ir.passes.remove_identity import remove_identity
 
@@ -70,6 +75,8 @@ CANONICAL_PASSES: tuple[Pass, ...] = (
     fold_batchnorm,
     batchnorm_to_conv,
     fuse_swish,
+    minmax_to_clip,
+    pool_ceil_to_pads,
     convtranspose_to_conv,
     remove_dead_nodes,
 )
