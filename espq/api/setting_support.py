@@ -132,8 +132,8 @@ FIELDS: dict[str, FieldSupport] = {
     "quantize_activation_setting.calib_algorithm_per_layer": FieldSupport(
         MISSING, "setting.layer_calib_algorithm (espq: output tensor name -> observer)", ({},)
     ),
-    "quant_config_modify": _missing(
-        "dispatching_table (an INT16 platform for the op) or layer_calib_algorithm"
+    "quant_config_modify": FieldSupport(
+        IMPLEMENTED, "focused quantization: fixed power-of-two output scales (espq.quant.focused)"
     ),
     **_part("quant_config_modify", "custom_config"),
     "quantize_parameter": _fixed(f"True; to keep ops in float: {_FLOAT_OPS}"),

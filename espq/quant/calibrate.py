@@ -78,16 +78,42 @@ def _merged(stats: dict[str, TensorStats], masters: list[str]) -> TensorStats:
     return out
 
 
+#: An Add/Sub output exponent this many steps (or more) below its inputs' marks a collapsed output
+#: range (a difference of close values), where fitting the output alone clips the operands.
+COLLAPSE_STEPS = 2
+
+
+def covering_exponent(
+    skeleton: PlanSkeleton, gid: str, exponent: int, stats: dict[str, TensorStats], bits: int, algorithm: str
+) -> int:
+    """The exponent of Add/Sub group ``gid``: ``exponent`` (fitted to the output), or the largest
+    exponent its aligned inputs need when that is :data:`COLLAPSE_STEPS` or more above it.
+
+    ESP-DL adds/subtracts raw codes that were saturated at the output's exponent (esp_dl_facts.md §4.4);
+    ESP-PPQ fits that exponent to the output's range ('Align to Output'). When the output is much
+    narrower than the operands (``x - mean(x)`` of a decomposed LayerNorm), both operands saturate to
+    the same code and the output becomes 0. Covering the operands keeps the output coarse but right; a
+    smaller gap (ResNet's Add -> Relu) keeps the output's exponent (measured: README, issue 13).
+    """
+    inputs = [t for t in skeleton.group_inputs.get(gid, ()) if t in stats and stats[t].count]
+    if not inputs:
+        return exponent
+    need = max(observe_exponent(stats[t], bits, algorithm) for t in inputs)
+    return need if need - exponent >= COLLAPSE_STEPS else exponent
+
+
 def resolve_exponents(
     skeleton: PlanSkeleton,
     graph: Graph,
     stats: dict[str, TensorStats],
     algorithm_for: dict[str, str] | None = None,
+    fixed_exponents: dict[str, int] | None = None,
 ) -> QuantPlan:
     """Fill every exponent of ``skeleton.plan`` from activation ``stats`` and parameter values.
 
     ``algorithm_for`` optionally maps a group id (its master tensor) to an observer other than the
-    plan's ``calib_algorithm``.
+    plan's ``calib_algorithm``; ``fixed_exponents`` maps a group id to an exponent that replaces the
+    observed one (focused quantization, :mod:`espq.quant.focused`).
     """
     plan = skeleton.plan
     algorithm_for = algorithm_for or {}
@@ -98,6 +124,9 @@ def resolve_exponents(
     for gid, masters in skeleton.group_masters.items():
         algo = algorithm_for.get(gid) or skeleton.group_algorithms.get(gid) or plan.calib_algorithm
         group_exp[gid] = observe_exponent(_merged(stats, masters), group_bits[gid], algo)
+        if gid in skeleton.group_inputs:
+            group_exp[gid] = covering_exponent(skeleton, gid, group_exp[gid], stats, group_bits[gid], algo)
+    group_exp.update(fixed_exponents or {})
 
     def resolve(spec: TensorSpec, name: str | None) -> TensorSpec:
         if spec.group is not None:

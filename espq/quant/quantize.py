@@ -18,6 +18,7 @@ from espq.quant import quality, recipes
 from espq.quant.bias_correction import MAX_ELEMENTS, correct_biases, keep_batches, stack_batches
 from espq.quant.calibrate import collect_statistics, resolve_exponents
 from espq.quant.data import iter_feeds
+from espq.quant.focused import focused_group_exponents
 from espq.quant.metrics import output_error
 from espq.quant.model import QuantizedModel
 from espq.quant.plan import PlanSkeleton, build_plan
@@ -217,7 +218,8 @@ def finish_plan(
         for name, spec in skeleton.plan.tensors.items()
         if name in setting.layer_calib_algorithm and spec.group
     }
-    final = resolve_exponents(skeleton, graph, stats, algorithms)
+    focused = focused_group_exponents(graph, skeleton, setting.output_scales)
+    final = resolve_exponents(skeleton, graph, stats, algorithms, focused)
     context = StepContext(
         graph=graph,
         target=target,

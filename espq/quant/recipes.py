@@ -171,6 +171,8 @@ def settings_from_compat(compat: Any, setting: QuantSetting) -> QuantSetting:
         )
     if compat.bias_correct:
         setting.bias_correction = True
+    if getattr(compat, "quant_config_modify", False):  # focused quantization: {op name: scale}
+        setting.output_scales = dict(compat.quant_config_modify_setting.custom_config)
     if getattr(compat, "tqt_optimization", False):  # ESP-PPQ's TQTSetting fields are the step's options
         tqt = compat.tqt_optimization_setting
         names = "interested_layers steps lr block_size is_scale_trainable gamma int_lambda collecting_device"

@@ -8,6 +8,7 @@ from typing import Any
 
 from espq.errors import ConfigError
 from espq.quant.equalization import EqualizationSetting
+from espq.quant.focused import scale_exponent
 from espq.quant.observers import OBSERVERS
 from espq.quant.recipes import RECIPES
 from espq.quant.steps import resolve_steps
@@ -23,6 +24,8 @@ class QuantSetting:
       "minmax" at 16 bit (ESP-PPQ's defaults).
     * ``layer_calib_algorithm``: per-tensor override (tensor name -> observer).
     * ``precision``: per-node override (node name -> 8 | 16 | "float").
+    * ``output_scales``: focused quantization (node name -> a power-of-two scale of its first output,
+      ESP-PPQ's ``quant_config_modify_setting.custom_config``; :mod:`espq.quant.focused`).
     * ``recipe``: "espdl" (ESP-PPQ-compatible defaults) or "best" (equalization + exponent search + bias
       correction); see :mod:`espq.quant.recipes`.
     * ``equalization`` / ``exponent_search`` / ``bias_correction``: ``None`` = what the recipe says,
@@ -36,6 +39,7 @@ class QuantSetting:
     calib_algorithm: str | None = None
     layer_calib_algorithm: dict[str, str] = field(default_factory=dict)
     precision: dict[str, Precision] = field(default_factory=dict)
+    output_scales: dict[str, float] = field(default_factory=dict)
     recipe: str = "espdl"
     equalization: bool | None = None
     equalization_setting: EqualizationSetting | None = None
@@ -57,6 +61,8 @@ class QuantSetting:
         for algo in algos:
             if algo is not None and algo not in OBSERVERS:
                 raise ConfigError(f"unknown calib_algorithm {algo!r}; choose one of {', '.join(OBSERVERS)}")
+        for name, scale in self.output_scales.items():
+            scale_exponent(name, scale)
         for name, p in self.precision.items():
             if p not in (8, 16, "float"):
                 raise ConfigError(f"precision of node '{name}' must be 8, 16 or 'float', got {p!r}")
