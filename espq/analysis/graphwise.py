@@ -30,19 +30,22 @@ def quantized_feeds(sim: FakeQuantSim, feeds: Mapping[str, torch.Tensor]) -> dic
 
 
 class GraphwisePass:
-    """Accumulated error of every op in ``ops`` (one quantized pass per batch)."""
+    """Accumulated error of every op in ``ops`` and of every float graph output (one quantized pass per
+    batch). ``recorders``: op name -> its recorder; ``output_recorders``: graph output name -> its
+    recorder (the model's end-to-end error, whatever node produces the output)."""
 
     def __init__(self, sim: FakeQuantSim, ops: list[Node]):
         self.sim = sim
         self.op_of_output = {op.outputs[0]: op.name for op in ops}
         self.unrounded = {op.outputs[0] for op in ops if op.name in sim.plan.fused}
         self.recorders = {op.name: Recorder() for op in ops}
+        self.output_recorders = {name: Recorder() for name in sim.graph.outputs}
         self.kernels = quantized_kernels(sim.graph, sim.kernels)
 
     @property
     def float_tensors(self) -> list[str]:
         """Float tensors the pass compares against (to keep from the float pass)."""
-        return list(self.op_of_output)
+        return list(self.op_of_output) + list(self.output_recorders)
 
     def run(self, feeds: Mapping[str, torch.Tensor], float_values: Mapping[str, torch.Tensor]) -> None:
         """Run the quantized model on ``feeds``; compare with ``float_values`` (tensor name -> float)."""
@@ -58,6 +61,10 @@ class GraphwisePass:
                 self.recorders[op].update(out, float_values[name])
             return out
 
-        run_graph(
+        outs = run_graph(
             sim.graph, quantized_feeds(sim, feeds), list(sim.graph.outputs), hook=hook, kernels=self.kernels
         )
+        for name, q in outs.items():
+            ref = float_values.get(name)
+            if ref is not None and q.is_floating_point() and ref.is_floating_point():
+                self.output_recorders[name].update(q.float(), ref.float())

@@ -310,4 +310,6 @@ def analyse(
     for kind, p in (("graphwise", gw), ("layerwise", lw), ("isolated", iso)):
         if p is not None:
             report.values[kind] = {m: {name: r.value(m) for name, r in p.recorders.items()} for m in METRICS}
+    if gw is not None:
+        report.outputs = {name: r.values() for name, r in gw.output_recorders.items() if r.count}
     return report

@@ -89,6 +89,9 @@ class AnalysisReport:
     precision: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    #: graph-wise error of each float graph output (output name -> metric -> value): the model's
+    #: end-to-end error, which the summary reads (the last measured op may not feed every output)
+    outputs: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def _kind(self, kind: str) -> dict[str, float]:
         return dict(self.values.get(kind, {}).get(self.metric, {}))
@@ -120,9 +123,15 @@ class AnalysisReport:
             )
         parts = []
         gw = self.graphwise
-        if gw:
-            last = next(op.name for op in reversed(self.ops) if op.name in gw)
-            v = gw[last]
+        outs = {n: m[self.metric] for n, m in self.outputs.items() if not math.isnan(m[self.metric])}
+        if outs or gw:
+            if outs:
+                worst = max(outs, key=outs.__getitem__)
+                v = outs[worst]
+                what = f"graph output '{worst}'" + (f" (worst of {len(outs)})" if len(outs) > 1 else "")
+            else:
+                v = gw[next(op.name for op in reversed(self.ops) if op.name in gw)]
+                what = "last-layer"
             if v > SNR_LARGE:
                 verdict = f"(>{SNR_LARGE * 100:.0f} %): expect a visible accuracy drop"
             elif v > SNR_SMALL:
@@ -132,7 +141,7 @@ class AnalysisReport:
                 )
             else:
                 verdict = f"(<{SNR_SMALL * 100:.0f} %): output close to float"
-            parts.append(f"last-layer graphwise error {_pct(v)} {verdict}")
+            parts.append(f"{what} graphwise error {_pct(v)} {verdict}")
         ranking_kind = "layerwise" if self.layerwise else "isolated" if self.isolated else None
         if ranking_kind:
             ranked = sorted(self._kind(ranking_kind).items(), key=lambda kv: kv[1], reverse=True)[:3]
@@ -196,6 +205,7 @@ class AnalysisReport:
                 "notes": self.notes,
                 "precision": self.precision,
                 "ops": ops,
+                "outputs": self.outputs,
                 "histograms": [asdict(h) for h in self.histograms],
             }
         )

@@ -129,7 +129,7 @@ def test_terminal_table_format(report):
     assert lines[3] == "bb:    | " + " " * 20 + " | 5.000%"
     full = report.format()
     assert full.index("GRAPH-WISE") < full.index("LAYER-WISE") < full.index("ISOLATED")
-    assert "summary: last-layer graphwise error" in full
+    assert "summary: graph output 'y' graphwise error" in full
     assert "layerwise offenders are" in full
 
 
