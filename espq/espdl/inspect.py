@@ -31,7 +31,7 @@ from espq.espdl.model import EspdlModel, EspdlValueInfo
 from espq.espdl.schema import TensorDataType
 from espq.espdl.validate import quant_type_of, violations
 from espq.targets.cost import float_math_nodes
-from espq.targets.infer import infer_target
+from espq.targets.infer import proven_target, target_candidates
 from espq.targets.latency import estimate
 from espq.targets.memory import activation_memory
 
@@ -88,8 +88,9 @@ def inspect_model(source: EspdlModel | str | os.PathLike | bytes) -> dict[str, A
     """A JSON-friendly summary of a `.espdl` model (a path, bytes or an :class:`EspdlModel`).
 
     Keys: ``file``, ``format``, ``graph_name``, ``ir_version``, ``model_version``, ``metadata``, ``target``
-    (``metadata_props["target"]``, None when absent), ``inferred_target`` (from the weights, see
-    :func:`espq.targets.infer.infer_target`), ``nodes`` ([{name, op_type, quant_type}]), ``inputs`` /
+    (``metadata_props["target"]``, None when absent), ``inferred_target`` (the target the weights prove,
+    :func:`espq.targets.infer.proven_target`; None when they fit several), ``target_candidates`` (the
+    targets they fit), ``nodes`` ([{name, op_type, quant_type}]), ``inputs`` /
     ``outputs`` ([{name, shape, dtype, exponent}]), ``op_counts`` ([{op_type, quant_type, count}], most
     frequent first), ``num_initializers``, ``param_count`` (elements), ``param_bytes`` (data bytes without
     padding), ``param_bytes_aligned`` (each rounded up to 16 as stored), ``per_channel`` (any per-channel
@@ -129,7 +130,8 @@ def inspect_model(source: EspdlModel | str | os.PathLike | bytes) -> dict[str, A
         "model_version": model.model_version,
         "metadata": dict(model.metadata_props),
         "target": model.target,
-        "inferred_target": infer_target(model).name,
+        "inferred_target": _name(proven_target(model)),
+        "target_candidates": [t.name for t in target_candidates(model)],
         "nodes": [
             {"name": n.name, "op_type": n.op_type, "quant_type": n.attr("quant_type")} for n in g.nodes
         ],
@@ -190,9 +192,23 @@ def _float_math_lines(names: list[str]) -> list[str]:
     ]
 
 
+def _name(target: Any) -> str | None:
+    return None if target is None else target.name
+
+
+def _target_line(d: dict[str, Any]) -> str:
+    """The target line of a file without ``metadata_props["target"]``: what its weights prove, else
+    "unknown" with the candidates (never a guess: a P4 file with per-tensor weights looks like an S3 one)."""
+    if d["inferred_target"]:
+        return f"{d['inferred_target']} (inferred from the weights; no metadata target)"
+    cands = d.get("target_candidates") or []
+    fit = f"the weights fit {' or '.join(cands)}" if cands else "no registered target fits the weights"
+    return f"unknown (no metadata target; {fit}: pass --target)"
+
+
 def format_inspect(d: dict[str, Any]) -> str:
     """Plain-text rendering of :func:`inspect_model`'s dict: summary, I/O, op counts, nodes, violations."""
-    target = d["target"] or f"{d['inferred_target']} (inferred; no metadata target)"
+    target = d["target"] or _target_line(d)
     ar, pr = d["exponent_range"]["activations"], d["exponent_range"]["parameters"]
     lines = [
         f"file:        {d['file'] or '<in memory>'}",

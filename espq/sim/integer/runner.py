@@ -21,6 +21,7 @@ from espq.espdl.model import EspdlModel, EspdlValueInfo
 from espq.sim.integer import layout_replay as io
 from espq.sim.integer.base import INT_KERNELS, IntContext, QTensor
 from espq.targets import TARGETS, Target, get_target
+from espq.targets.infer import target_candidates
 
 _loaded = False
 
@@ -40,15 +41,19 @@ def load_kernels() -> None:
 def resolve_target(model: EspdlModel, target: str | Target | None, source: str = "model") -> Target:
     """The explicit ``target`` if given, else the file's ``metadata_props["target"]``.
 
-    ConfigError listing the valid targets when neither is available.
+    ConfigError when neither is available, naming the targets the file's weights fit
+    (:func:`espq.targets.infer.target_candidates`): no guess, since a P4 file with per-tensor weights
+    looks like an S3 one and runs with different rounding.
     """
     if target is not None:
         return get_target(target)
     if model.target:
         return get_target(model.target)
+    fits = " or ".join(t.name for t in target_candidates(model)) or "none of the registered targets"
     raise ConfigError(
         f"{source} does not name its target (metadata_props has no 'target'; Espressif's zoo files carry "
-        f"none); pass a target (target=... / --target) among: {', '.join(TARGETS)}"
+        f"none); pass a target (target=... / --target): its weights fit {fits} "
+        f"(valid names: {', '.join(TARGETS)})"
     )
 
 
