@@ -255,18 +255,50 @@ def check(
     bits: int = typer.Option(8, "--bits"),
     input_shape: list[str] = typer.Option(None, "--input-shape", help=INPUT_SHAPE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    calib: Path = typer.Option(
+        None, "--calib", help=CALIB_HELP + " With it, also quantize and run the quality gate."
+    ),
+    steps: int = typer.Option(None, "--steps", help="Calibration batches (default: all)."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    size: list[int] = typer.Option(None, "--size", help=SIZE_HELP),
+    mean: list[float] = typer.Option(None, "--mean"),
+    std: list[float] = typer.Option(None, "--std"),
+    scale: float = typer.Option(1 / 255, "--scale"),
 ) -> None:
-    """Check that every node of MODEL can run on the target (before any calibration).
+    """Check that every node of MODEL can run on the target (before any calibration); with --calib also
+    quantize it and print the quality gate's findings (one line each: tensor/op, damage, fix). Exit 1
+    when a node cannot run or the gate found damage.
 
-    Example: espq check yolov8n.onnx --target esp32s3 --input-shape 1 3 320 320
+    Example: espq check yolov8n.onnx --target esp32s3 --input-shape 1 3 320 320 --calib imgs/ --size 320 320
     """
-    import espq
+    import warnings
 
-    graph = espq.load(model, input_shape=parse_input_shapes(input_shape))
+    import espq
+    from espq.quant.quality import QualityWarning
+
+    shapes = parse_input_shapes(input_shape)
+    graph = espq.load(model, input_shape=shapes)
     report = espq.check_model(graph, target, bits, strict=False)
-    typer.echo(json.dumps(report.to_dict(), indent=1) if as_json else report.summary())
+    gate = None
+    if calib is not None and report.ok:
+        data = _calibration(calib, batch_size, _shape(size), mean, std, scale, None, model, shapes)
+        with warnings.catch_warnings():  # the findings are printed below
+            warnings.simplefilter("ignore", QualityWarning)
+            qm = espq.quantize(graph, data, target=target, bits=bits, calib_steps=steps, progress=False)
+        gate = qm.quality
+    if as_json:
+        out = report.to_dict()
+        if gate is not None:
+            out["quality"] = gate.to_dict()
+        typer.echo(json.dumps(out, indent=1))
+    else:
+        typer.echo(report.summary())
+        if gate is not None:
+            typer.echo(gate.summary())
     if not report.ok:
         typer.echo(report.unsupported_message(), err=True)
+        raise typer.Exit(1)
+    if gate is not None and not gate.ok:
         raise typer.Exit(1)
 
 
@@ -291,8 +323,11 @@ def inspect(
         return
     if key_file is not None or model is not None:
         from espq.espdl.inspect import format_inspect, inspect_model
+        from espq.espdl.validate import require_valid
 
-        d = inspect_model(load_model(file, _read_key(key_file), model))
+        loaded = load_model(file, _read_key(key_file), model)
+        require_valid(loaded, what=f"'{file}'" if model is None else f"'{file}' [model '{model}']")
+        d = inspect_model(loaded)
         d["file"] = str(file) if model is None else f"{file} [model '{model}']"
         typer.echo(json.dumps(d, indent=2) if as_json else format_inspect(d))
         return
@@ -365,14 +400,19 @@ def analyse(
     Example: espq analyse mobilenetv2.onnx --calib imgs/ --size 224 224 --scale 1 --mean 123.675 116.28
     103.53 --std 58.395 57.12 57.375 --html report.html
     """
+    import warnings
+
     import espq
+    from espq.quant.quality import QualityWarning
     from espq.utils import check_outputs
 
     check_outputs([p for p in (html, json_out) if p is not None], [model, calib], force)
     data = _calibration(
         calib, batch_size, _shape(size), mean, std, scale, None, model, parse_input_shapes(input_shape)
     )
-    qm = espq.quantize(model, data, target=target, bits=bits, input_shape=parse_input_shapes(input_shape))
+    with warnings.catch_warnings():  # the report prints the quality gate's findings
+        warnings.simplefilter("ignore", QualityWarning)
+        qm = espq.quantize(model, data, target=target, bits=bits, input_shape=parse_input_shapes(input_shape))
     report = qm.analyse(data, steps=steps)
     report.print()
     if html is not None:
@@ -447,18 +487,22 @@ def autoquant(
 @app.command()
 @_handle_errors
 def pack(
-    files: list[Path] = typer.Argument(..., help=".espdl files (or packages) to pack, in order."),
+    files: list[Path] = typer.Argument(..., help=".espdl files (or packages), or one folder of them."),
     out: Path = typer.Option(..., "-o", "--out", help="Output package, e.g. models.espdl."),
     fmt: str = typer.Option("pdl3", "--format", help="pdl3 (default; EDL2 models), pdl2, or pdl1 (EDL1)."),
     version: str = typer.Option("v1.0", "--package-version", help="PDL3 package version (<= 15 chars)."),
+    keep_order: bool = typer.Option(
+        False, "--keep-order", help="Models in the order given (default: sorted by path, as ESP-DL's tool)."
+    ),
 ) -> None:
-    """Pack .espdl models into one package, as ESP-DL's pack_espdl_models.py does (names = file names).
+    """Pack .espdl models into one package, byte for byte as ESP-DL's pack_espdl_models.py does (names =
+    file names, models sorted by path unless --keep-order; a package input keeps its models' order).
 
     Example: espq pack a.espdl b.espdl -o models.espdl --format pdl3
     """
     from espq.espdl.pack import pack as pack_files
 
-    pack_files(files, out, fmt, version)
+    pack_files(files, out, fmt, version, sort=not keep_order)
     typer.echo(f"wrote {out} ({len(files)} input file(s))")
 
 

@@ -122,6 +122,13 @@ def render_html(report: AnalysisReport) -> str:
         f'<p class="summary" id="summary">{e(report.summary())}</p>',
     ]
     parts += [f'<p class="note">{e(n)}</p>' for n in report.notes]
+    if report.quality is not None:
+        parts.append('<h2 id="quality">Quality gate</h2>')
+        lines = report.quality_lines()
+        parts.append(f"<p>{e(lines[0])}</p>")
+        items = [*report.quality["lines"], *("applied: " + a for a in report.quality["applied"])]
+        if items:
+            parts.append("<ul>" + "".join(f"<li>{e(x)}</li>" for x in items) + "</ul>")
     parts.append('<h2 id="model">Model</h2>')
     rows = [
         [e(k), e(", ".join(f"{a}={b}" for a, b in v.items()) if isinstance(v, dict) else str(v))]

@@ -233,6 +233,8 @@ def analyse(
     graph, sim = qm.float_graph, qm.sim  # float references run the float model; ``sim`` the quantized one
     ops = measured_ops(graph, qm.plan.node_types)
     report = AnalysisReport(model=_model_summary(qm), metric=metric, kinds=kinds)
+    gate = getattr(qm, "quality", None)  # the quality gate's report (espq.quant.quality), when checked
+    report.quality = gate.to_dict() if gate is not None else None
     report.precision = {n: t for n, t in qm.plan.node_types.items() if t != f"S{qm.plan.bits}"}
     report.ops = [_op_info(qm, op) for op in ops]
     report.histograms = [h for h in (_histogram(qm, op.outputs[0]) for op in ops) if h is not None]

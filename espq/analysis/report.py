@@ -89,6 +89,9 @@ class AnalysisReport:
     precision: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    #: the quality gate's report on the model (``QualityReport.to_dict()``: findings, one line each, and
+    #: the fixes espq applied); None when the model was not checked (quantized from a saved plan)
+    quality: dict[str, Any] | None = None
     #: graph-wise error of each float graph output (output name -> metric -> value): the model's
     #: end-to-end error, which the summary reads (the last measured op may not feed every output)
     outputs: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -150,8 +153,20 @@ class AnalysisReport:
             parts.append(f"the top {len(ranked)} {ranking_kind} offenders are {names}; {hint}")
         return "; ".join(parts)
 
+    def quality_lines(self) -> list[str]:
+        """The quality gate's section: one line per finding (tensor/op, measured damage, fix), then one
+        per fix espq applied; empty when the model was not checked."""
+        q = self.quality
+        if q is None:
+            return []
+        if not q["lines"]:
+            head = f"quality gate: no damaged output, channel or op found ({q['samples']} sample(s))"
+        else:
+            head = f"quality gate: {len(q['lines'])} finding(s) on {q['samples']} sample(s)"
+        return [head, *("  " + line for line in q["lines"]), *("  applied: " + a for a in q["applied"])]
+
     def format(self) -> str:
-        """All tables with their titles, then the summary line."""
+        """All tables with their titles, the quality gate's findings, then the summary line."""
         m = self.model
         out = [
             f"espq analysis of '{m.get('name')}' ({m.get('target')}, {m.get('bits')}-bit): "
@@ -162,6 +177,8 @@ class AnalysisReport:
             vals = self._kind(kind)
             if kind in self.kinds and vals:
                 out += ["", TITLES[kind], format_table(vals, self.metric)]
+        if self.quality is not None:
+            out += ["", *self.quality_lines()]
         out += ["", "summary: " + self.summary()]
         return "\n".join(out)
 
@@ -207,6 +224,7 @@ class AnalysisReport:
                 "ops": ops,
                 "outputs": self.outputs,
                 "histograms": [asdict(h) for h in self.histograms],
+                "quality": self.quality,
             }
         )
 

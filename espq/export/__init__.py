@@ -28,6 +28,7 @@ from espq.export.lower import lower
 from espq.export.reference import compare_models, plan_from_espdl
 from espq.export.self_test_values import build_test_values, default_inputs
 from espq.export.streaming import StreamingOptions, first_chunk_inputs, fix_frame_axes, streaming_model
+from espq.ir.passes.split_mixed_outputs import SPLIT_KEY
 from espq.utils import atomic_write_set
 
 
@@ -64,6 +65,8 @@ def _build(
     if streaming is not None:
         fix_frame_axes(state)
     meta = {"target": qm.target.metadata_name}
+    if SPLIT_KEY in qm.graph.metadata:  # outputs split into their parts: the runners re-join them
+        meta[SPLIT_KEY] = qm.graph.metadata[SPLIT_KEY]
     meta.update({str(k): str(v) for k, v in (metadata_props or {}).items()})
     model = build_model(state, meta, model_version, doc_string, __version__)
     if export_test_values or test_inputs is not None or test_output_names:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from espq.ir import Graph
+from espq.ir.passes.split_mixed_outputs import expand_split_outputs, join_split_outputs, split_record
 from espq.ir.spec import QuantPlan
 from espq.targets import CapabilityReport, Target
 
@@ -27,7 +28,9 @@ class QuantizedModel:
     tensor's spec), ``target``; ``float_graph`` is the float model it approximates.
 
     ``run`` executes the fake-quant simulation, ``run_float`` the float model; both take the same input
-    conventions as :func:`espq.run_float` and return numpy arrays by tensor name.
+    conventions as :func:`espq.run_float` and return numpy arrays by tensor name. A graph output split
+    into its parts (mixed-range Concat, :mod:`espq.ir.passes.split_mixed_outputs`) is returned as its
+    parts plus, under its original name, the parts concatenated again.
     """
 
     def __init__(
@@ -73,15 +76,18 @@ class QuantizedModel:
         from espq.sim.float import prepare_inputs
 
         feeds = prepare_inputs(self.graph, inputs)
+        record = split_record(self.graph.metadata)
         with torch.no_grad():
-            res = self.sim.run_torch(feeds, outputs)
-        return {k: v.detach().cpu().numpy() for k, v in res.items()}
+            res = self.sim.run_torch(feeds, expand_split_outputs(record, outputs))
+        return join_split_outputs(record, {k: v.detach().cpu().numpy() for k, v in res.items()}, outputs)
 
     def run_float(self, inputs: Any, outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Float inference of the same (canonicalised) graph."""
         from espq.sim.float import run_float
 
-        return run_float(self.float_graph, inputs, outputs=outputs)
+        record = split_record(self.float_graph.metadata)
+        res = run_float(self.float_graph, inputs, outputs=expand_split_outputs(record, outputs))
+        return join_split_outputs(record, res, outputs)
 
     def export(
         self,

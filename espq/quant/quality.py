@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -76,18 +76,22 @@ class QualityReport:
         return not self.findings
 
     def summary(self) -> str:
-        """A few lines for the user: one per finding, or that the gate found nothing."""
+        """A few lines for the user: one per finding (or that the gate found nothing), then one per fix
+        espq applied."""
         if self.ok:
-            return f"quality gate: no damaged output, channel or op found ({self.samples} sample(s))"
-        head = f"quality gate: {len(self.findings)} finding(s) on {self.samples} sample(s)"
-        return "\n".join([head, *("  " + f.line() for f in self.findings)])
+            lines = [f"quality gate: no damaged output, channel or op found ({self.samples} sample(s))"]
+        else:
+            head = f"quality gate: {len(self.findings)} finding(s) on {self.samples} sample(s)"
+            lines = [head, *("  " + f.line() for f in self.findings)]
+        return "\n".join([*lines, *("  applied: " + a for a in self.applied)])
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
+        """JSON-ready form (``lines``: each finding as its one line)."""
         return {
             "samples": self.samples,
             "findings": [asdict(f) for f in self.findings],
-            "applied": self.applied,
+            "lines": [f.line() for f in self.findings],
+            "applied": list(self.applied),
         }
 
     def to_json(self) -> str:
@@ -119,7 +123,7 @@ def _channels(x: np.ndarray) -> np.ndarray:
     return np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
 
 
-def _output_fix(qm, tensor: str, mixed: set[str]) -> tuple[str, dict[str, Any]]:
+def _output_fix(qm, tensor: str, mixed: Collection[str]) -> tuple[str, dict[str, Any]]:
     """The fix for a damaged graph output: int16 for its producer (what ``on_damage="fix"`` applies);
     for a mixed-range Concat also splitting the output per head at export."""
     node = qm.graph.producer(tensor)
@@ -134,41 +138,72 @@ def _output_fix(qm, tensor: str, mixed: set[str]) -> tuple[str, dict[str, Any]]:
     return int16, {"precision": {node.name: 16}}
 
 
-def check_outputs(qm, feeds: dict[str, Any]) -> list[Finding]:
-    """Output, channel and Concat checks of ``qm`` on ``feeds`` (one batch of a few samples)."""
-    graph = qm.graph
+def _concat_outputs(graph) -> dict[str, Any]:
+    """Graph outputs made by a Concat of several inputs: output -> the Concat node."""
     concats = {}
     for out in graph.outputs:
         node = graph.producer(out)
         if node is not None and node.op_type == "Concat" and len(node.inputs) > 1:
             concats[out] = node
+    return concats
+
+
+def _mixed_ranges(concats: dict[str, Any], fl: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """The Concat outputs whose parts differ in max |x| by >= :data:`MIXED_RANGE_RATIO`: output -> part ->
+    max |x| (from the float values ``fl``)."""
+    mixed = {}
+    for out, node in concats.items():
+        amax = {t: float(np.max(np.abs(fl[t]))) for t in node.inputs if t in fl}
+        if len(amax) < 2:
+            continue
+        lo, hi = min(amax.values()), max(amax.values())
+        if hi > 0 and (lo == 0 or hi / lo >= MIXED_RANGE_RATIO):
+            mixed[out] = amax
+    return mixed
+
+
+def _ratio_text(amax: dict[str, float]) -> str:
+    lo, hi = min(amax.values()), max(amax.values())
+    detail = ", ".join(f"'{t}' max |x| {v:.3g}" for t, v in amax.items())
+    return f"{'inf' if lo == 0 else f'{hi / lo:.0f}'}x ({detail})"
+
+
+def mixed_range_outputs(graph, feeds: dict[str, Any]) -> dict[str, str]:
+    """Graph outputs of the float ``graph`` that ``split_concat_outputs`` can split and whose Concat
+    parts differ in range by >= :data:`MIXED_RANGE_RATIO` on ``feeds`` (one batch): output -> a
+    description of the ranges (what ``quantize`` splits by default)."""
+    from espq.sim.float import run_float
+
+    concats = {}
+    for out, node in _concat_outputs(graph).items():
+        parts = [t for t in node.inputs if t]
+        if all(t not in graph.initializers for t in parts) and len(set(parts)) == len(node.inputs):
+            concats[out] = node
+    if not concats:
+        return {}
+    parts = [t for node in concats.values() for t in node.inputs]
+    fl = run_float(graph, feeds, outputs=list(dict.fromkeys(parts)))
+    return {out: _ratio_text(amax) for out, amax in _mixed_ranges(concats, fl).items()}
+
+
+def check_outputs(qm, feeds: dict[str, Any]) -> list[Finding]:
+    """Output, channel and Concat checks of ``qm`` on ``feeds`` (one batch of a few samples)."""
+    graph = qm.graph
+    concats = _concat_outputs(graph)
     parts = [t for node in concats.values() for t in node.inputs if t not in graph.initializers]
     fl = qm.run_float(feeds, outputs=list(dict.fromkeys([*graph.outputs, *parts])))
     qu = qm.run(feeds, outputs=list(graph.outputs))
     findings: list[Finding] = []
-    mixed: set[str] = set()
-    for out, node in concats.items():
-        amax = {t: float(np.max(np.abs(fl[t]))) for t in node.inputs if t in fl}
-        lo, hi = min(amax.values()), max(amax.values())
-        if hi > 0 and (lo == 0 or hi / lo >= MIXED_RANGE_RATIO):
-            mixed.add(out)
-            ratio = "inf" if lo == 0 else f"{hi / lo:.0f}"
-            detail = ", ".join(f"'{t}' max |x| {v:.3g}" for t, v in amax.items())
-            findings.append(
-                Finding(
-                    "mixed_range",
-                    out,
-                    node.name,
-                    f"Concat parts differ in range by {ratio}x ({detail})",
-                    *_output_fix(qm, out, {out}),
-                )
-            )
+    mixed = _mixed_ranges(concats, fl)
+    for out, amax in mixed.items():
+        damage = f"Concat parts differ in range by {_ratio_text(amax)}"
+        findings.append(Finding("mixed_range", out, concats[out].name, damage, *_output_fix(qm, out, {out})))
     for out in graph.outputs:
         findings += _output_findings(qm, out, fl[out], qu[out], mixed)
     return findings
 
 
-def _output_findings(qm, out: str, f: np.ndarray, q: np.ndarray, mixed: set[str]) -> list[Finding]:
+def _output_findings(qm, out: str, f: np.ndarray, q: np.ndarray, mixed: Collection[str]) -> list[Finding]:
     spec = qm.plan.tensors.get(out)
     step = _step(spec)
     op = _producer_name(qm.graph, out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from espq.ir.passes.split_mixed_outputs import split_concat_outputs
 from espq.ir.spec import F32, OBSERVED, QuantPlan
 from espq.quant import quality, recipes
 from espq.quant.bias_correction import MAX_ELEMENTS, correct_biases, keep_batches, stack_batches
+from espq.quant.calib_check import check_calibration
 from espq.quant.calibrate import collect_statistics, resolve_exponents
 from espq.quant.data import iter_feeds
 from espq.quant.focused import focused_group_exponents
@@ -104,6 +106,7 @@ def quantize(
     device: str = "cpu",
     recipe: str | None = None,
     on_damage: str = "warn",
+    split_mixed_outputs: bool = True,
 ) -> QuantizedModel:
     """Quantize a model for ``target`` at ``bits`` (8 or 16) with power-of-two exponents.
 
@@ -119,15 +122,22 @@ def quantize(
     damaged outputs/channels/ops: "warn" (default), "error" (raise) or "fix" (re-quantize once with the
     findings' fixes, calibrating on the kept calibration batches: int16 for the op, another observer, a
     mixed-range Concat output split into its parts, recorded in ``qm.graph.metadata["espq.split_outputs"]``).
+    ``split_mixed_outputs`` (default True): a graph output made by a Concat whose parts differ in range by
+    >= 2**4 on the first calibration batch (YOLO's box pixels next to its class scores) is split into its
+    parts before calibrating, so each part gets its own exponent; the exported file has the parts as
+    outputs and ``qm.run``/``run_espdl`` also return the original name, re-joined
+    (:mod:`espq.ir.passes.split_mixed_outputs`); ``qm.quality.applied`` says what was split. A plan saved
+    from a split model re-applies with the same split.
     """
     bits = _check_bits(bits)
     if on_damage not in quality.ON_DAMAGE:
         raise ConfigError(f"on_damage must be one of {quality.ON_DAMAGE}, got {on_damage!r}")
     tgt, setting, steps, base = prepare_inputs(model_or_graph, target, setting, recipe, input_shape)
     if plan is not None:
+        loaded = plan if isinstance(plan, QuantPlan) else QuantPlan.load(plan)
+        split_concat_outputs(base, _split_in_plan(base, loaded))
         graph = recipes.prepare_graph(base, steps, tgt)
         report, skeleton = plan_skeleton(graph, tgt, bits, setting)
-        loaded = plan if isinstance(plan, QuantPlan) else QuantPlan.load(plan)
         _check_plan_matches(loaded, skeleton.plan, tgt)
         float_graph = graph.copy()  # bias correction writes into ``graph``
         if steps.bias_correction and calib_data is not None:  # the one step that needs no exponent search
@@ -137,6 +147,11 @@ def quantize(
         return qm
     variants = recipes.variants(steps)
     feeds = iter_feeds(base, calib_data, calib_steps, collate_fn)
+    split_lines: list[str] = []
+    if split_mixed_outputs:
+        first = next(feeds)
+        feeds = itertools.chain([first], feeds)
+        split_lines = _split_mixed(base, first)
     graph_steps = [v.stage(GRAPH) for v in variants]  # one float graph (and calibration) per distinct list
     distinct = [s for i, s in enumerate(graph_steps) if s not in graph_steps[:i]]
     if len(distinct) > 1:
@@ -172,7 +187,37 @@ def quantize(
             on_damage="warn",
         )
 
-    return quality.gate(qm, kept, on_damage, setting, refit)
+    qm = quality.gate(qm, kept, on_damage, setting, refit)
+    if qm.quality is not None:
+        qm.quality.applied[:0] = split_lines
+    return qm
+
+
+def _split_mixed(graph: Graph, feeds: dict) -> list[str]:
+    """Split ``graph``'s mixed-range Concat outputs (measured on ``feeds``) into their parts; one line
+    per split for ``qm.quality.applied``."""
+    mixed = quality.mixed_range_outputs(graph, feeds)
+    if not mixed:
+        return []
+    concats = {out: graph.producer(out).name for out in mixed}
+    done = split_concat_outputs(graph, list(mixed))
+    return [
+        f"split_output: '{out}' (op '{concats[out]}'): parts differ in range by {mixed[out]}; "
+        f"exported as outputs {done[out]} (qm.run/run_espdl re-join them as '{out}')"
+        for out in done
+    ]
+
+
+def _split_in_plan(graph: Graph, plan: QuantPlan) -> list[str]:
+    """Concat graph outputs a saved ``plan`` has no spec for while it has specs for all their parts (the
+    plan was made with the output split)."""
+    found = []
+    for out in graph.outputs:
+        node = graph.producer(out)
+        if node is not None and node.op_type == "Concat" and out not in plan.tensors:
+            if node.inputs and all(t in plan.tensors and t not in graph.initializers for t in node.inputs):
+                found.append(out)
+    return found
 
 
 def plan_skeleton(graph: Graph, target: Target, bits: int, setting: QuantSetting):
@@ -220,6 +265,7 @@ def finish_plan(
     }
     focused = focused_group_exponents(graph, skeleton, setting.output_scales)
     final = resolve_exponents(skeleton, graph, stats, algorithms, focused)
+    check_calibration(graph, final, stats)
     context = StepContext(
         graph=graph,
         target=target,

@@ -11,6 +11,7 @@ from qhelpers import conv_relu_add_model, make_model, random_batches
 
 import espq
 from espq.errors import ConfigError
+from espq.espdl import read
 from espq.ir.passes.split_mixed_outputs import SPLIT_KEY, split_concat_outputs
 from espq.quant.quality import QualityError, QualityWarning, check_clipping
 
@@ -29,12 +30,14 @@ def mixed_concat_model():
 def test_clean_model_has_no_findings():
     qm = espq.quantize(conv_relu_add_model(), random_batches([1, 3, 8, 8]), progress=False)
     assert qm.quality.ok and qm.quality.samples == 4
-    assert qm.quality.to_dict() == {"samples": 4, "findings": [], "applied": []}
+    assert qm.quality.to_dict() == {"samples": 4, "findings": [], "lines": [], "applied": []}
 
 
 def test_mixed_range_concat_output_warns_with_op_and_fix():
     with pytest.warns(QualityWarning, match="mixed_range"):
-        qm = espq.quantize(mixed_concat_model(), random_batches([1, 2, 4, 4]), progress=False)
+        qm = espq.quantize(
+            mixed_concat_model(), random_batches([1, 2, 4, 4]), progress=False, split_mixed_outputs=False
+        )
     kinds = {f.kind: f for f in qm.quality.findings}
     mixed = kinds["mixed_range"]
     assert (mixed.tensor, mixed.op) == ("y", "cat")
@@ -52,14 +55,20 @@ def test_mixed_range_concat_output_warns_with_op_and_fix():
 
 def test_on_damage_error_raises():
     with pytest.raises(QualityError, match="mixed_range: 'y' \\(op 'cat'\\)"):
-        espq.quantize(mixed_concat_model(), random_batches([1, 2, 4, 4]), progress=False, on_damage="error")
+        espq.quantize(
+            mixed_concat_model(),
+            random_batches([1, 2, 4, 4]),
+            progress=False,
+            on_damage="error",
+            split_mixed_outputs=False,
+        )
     with pytest.raises(ConfigError, match="on_damage"):
         espq.quantize(mixed_concat_model(), random_batches([1, 2, 4, 4]), progress=False, on_damage="x")
 
 
 def test_on_damage_fix_splits_the_mixed_output_and_the_scores_come_alive(tmp_path):
     data = random_batches([1, 2, 4, 4])
-    qm = espq.quantize(mixed_concat_model(), data, progress=False, on_damage="fix")
+    qm = espq.quantize(mixed_concat_model(), data, progress=False, on_damage="fix", split_mixed_outputs=False)
     assert qm.graph.outputs == ["boxes", "scores"]
     assert json.loads(qm.graph.metadata[SPLIT_KEY]) == {"y": {"parts": ["boxes", "scores"], "axis": 1}}
     assert qm.quality.ok and qm.quality.applied[0].startswith("mixed_range: 'y' (op 'cat')")
@@ -70,7 +79,7 @@ def test_on_damage_fix_splits_the_mixed_output_and_the_scores_come_alive(tmp_pat
     assert step == 2.0**-7 and np.max(np.abs(q - f)) <= step  # (the int8 input's rounding adds to it)
     qm.export(tmp_path / "m.espdl")  # the exported file has both parts as outputs, bit-exact with fake-quant
     chip = espq.run_espdl(tmp_path / "m.espdl", x[:1], target="esp32p4")
-    assert sorted(chip) == ["boxes", "scores"]
+    assert sorted(chip) == ["boxes", "scores", "y"]  # the parts, and 'y' re-joined from them
     np.testing.assert_array_equal(chip["scores"], q[:1])
     np.testing.assert_array_equal(chip["boxes"], qm.run(x[:1])["boxes"])
 
@@ -92,3 +101,42 @@ def test_split_concat_outputs_pass():
     assert graph.outputs == ["boxes", "scores"] and not any(n.op_type == "Concat" for n in graph.nodes)
     with pytest.raises(ConfigError, match="'boxes': it is not a graph output made by a Concat"):
         split_concat_outputs(graph, ["boxes"])
+
+
+def test_mixed_range_output_is_split_by_default_and_the_original_name_is_rejoined(tmp_path):
+    data = random_batches([1, 2, 4, 4])
+    qm = espq.quantize(mixed_concat_model(), data, progress=False)
+    assert qm.graph.outputs == ["boxes", "scores"] and qm.quality.ok
+    (line,) = qm.quality.applied
+    assert line.startswith("split_output: 'y' (op 'cat'): parts differ in range by ")
+    assert "exported as outputs ['boxes', 'scores']" in qm.quality.summary()
+    x = random_batches([1, 2, 4, 4], n=1, seed=5)[0]
+    res, fl = qm.run(x), qm.run_float(x)
+    assert sorted(res) == sorted(fl) == ["boxes", "scores", "y"]
+    np.testing.assert_array_equal(res["y"], np.concatenate([res["boxes"], res["scores"]], axis=1))
+    assert np.max(np.abs(res["y"][:, 2:] - fl["y"][:, 2:])) <= 2.0**-7  # the scores survive in 'y'
+    assert list(qm.run(x, outputs=["y"])) == ["y"]
+    np.testing.assert_array_equal(qm.run(x, outputs=["y"])["y"], res["y"])
+    qm.export(tmp_path / "m.espdl")
+    chip = espq.run_espdl(tmp_path / "m.espdl", x[:1], target="esp32p4")
+    np.testing.assert_array_equal(chip["y"], res["y"][:1])
+    codes = np.zeros(x[:1].shape, np.int8)
+    raw = espq.run_espdl(tmp_path / "m.espdl", codes, target="esp32p4", raw=True)
+    assert sorted(raw) == ["boxes", "scores"]  # codes with different exponents are not joined
+    meta = read(tmp_path / "m.espdl").metadata_props
+    assert json.loads(meta[SPLIT_KEY]) == {"y": {"parts": ["boxes", "scores"], "axis": 1}}
+    # a plan saved from the split model re-applies with the same split
+    qm.save_plan(tmp_path / "plan.json")
+    again = espq.quantize(mixed_concat_model(), None, plan=tmp_path / "plan.json", progress=False)
+    assert again.graph.outputs == ["boxes", "scores"]
+    np.testing.assert_array_equal(again.run(x)["y"], res["y"])
+
+
+def test_split_can_be_switched_off_and_similar_ranges_are_not_split():
+    qm = espq.quantize(conv_relu_add_model(), random_batches([1, 3, 8, 8]), progress=False)
+    assert qm.quality.applied == []
+    with pytest.warns(QualityWarning, match="mixed_range"):
+        qm = espq.quantize(
+            mixed_concat_model(), random_batches([1, 2, 4, 4]), progress=False, split_mixed_outputs=False
+        )
+    assert qm.graph.outputs == ["y"] and SPLIT_KEY not in qm.graph.metadata

@@ -4,14 +4,22 @@ A Concat whose inputs differ in range by orders of magnitude shares one exponent
 to a few codes (every class score of YOLOv8n's ``output0`` to 0 at int8). Making each input its own graph
 output gives each part its own exponent; ESP-DL's own YOLO exports split the heads the same way. The
 split is recorded in ``graph.metadata[SPLIT_KEY]`` (JSON: output -> its parts, in Concat order, with the
-axis) so the application can concatenate the dequantized parts again.
+axis) and exported into the ``.espdl`` file's ``metadata_props`` under the same key.
+
+What the user sees: the exported file's outputs are the parts (one exponent each; on the chip the
+application reads each head by its own name, as with ESP-DL's YOLO exports). espq's runners
+(``QuantizedModel.run``/``run_float``, ``IntegerRunner.run``/``run_espdl`` without ``raw``) return the
+parts and, under the original output name, the dequantized parts concatenated again along the Concat
+axis (:func:`join_split_outputs`); ``outputs=[original]`` asks for it by name.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
 
 from espq.errors import ConfigError
 from espq.ir.graph import Graph
@@ -51,4 +59,47 @@ def split_concat_outputs(graph: Graph, outputs: Iterable[str]) -> dict[str, list
     return done
 
 
-__all__ = ["SPLIT_KEY", "split_concat_outputs"]
+def split_record(metadata: Mapping[str, str]) -> dict[str, dict]:
+    """The split record in ``metadata`` (a graph's metadata or a file's ``metadata_props``): original
+    output -> ``{"parts": [...], "axis": int}``; empty when nothing was split."""
+    text = metadata.get(SPLIT_KEY)
+    return json.loads(text) if text else {}
+
+
+def expand_split_outputs(record: Mapping[str, dict], outputs: Sequence[str] | None) -> list[str] | None:
+    """``outputs`` with every split original output replaced by its parts (None stays None)."""
+    if outputs is None:
+        return None
+    expanded: list[str] = []
+    for name in outputs:
+        expanded += record[name]["parts"] if name in record else [name]
+    return list(dict.fromkeys(expanded))
+
+
+def join_split_outputs(
+    record: Mapping[str, dict], results: dict[str, np.ndarray], outputs: Sequence[str] | None
+) -> dict[str, np.ndarray]:
+    """``results`` (float arrays by name) with each split original output rebuilt: its parts concatenated
+    along the recorded axis. ``outputs=None`` adds every original whose parts are all present; otherwise
+    the result holds exactly the names in ``outputs``."""
+    if outputs is None:
+        wanted = [o for o in record if all(p in results for p in record[o]["parts"])]
+    else:
+        wanted = list(outputs)
+    joined = dict(results) if outputs is None else {}
+    for name in wanted:
+        if name in record:
+            info = record[name]
+            joined[name] = np.concatenate([results[p] for p in info["parts"]], axis=info["axis"])
+        else:
+            joined[name] = results[name]
+    return joined
+
+
+__all__ = [
+    "SPLIT_KEY",
+    "expand_split_outputs",
+    "join_split_outputs",
+    "split_concat_outputs",
+    "split_record",
+]
