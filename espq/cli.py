@@ -323,11 +323,8 @@ def inspect(
         return
     if key_file is not None or model is not None:
         from espq.espdl.inspect import format_inspect, inspect_model
-        from espq.espdl.validate import require_valid
 
-        loaded = load_model(file, _read_key(key_file), model)
-        require_valid(loaded, what=f"'{file}'" if model is None else f"'{file}' [model '{model}']")
-        d = inspect_model(loaded)
+        d = inspect_model(load_model(file, _read_key(key_file), model))
         d["file"] = str(file) if model is None else f"{file} [model '{model}']"
         typer.echo(json.dumps(d, indent=2) if as_json else format_inspect(d))
         return
@@ -487,22 +484,18 @@ def autoquant(
 @app.command()
 @_handle_errors
 def pack(
-    files: list[Path] = typer.Argument(..., help=".espdl files (or packages), or one folder of them."),
+    files: list[Path] = typer.Argument(..., help=".espdl files (or packages) to pack, in order."),
     out: Path = typer.Option(..., "-o", "--out", help="Output package, e.g. models.espdl."),
     fmt: str = typer.Option("pdl3", "--format", help="pdl3 (default; EDL2 models), pdl2, or pdl1 (EDL1)."),
     version: str = typer.Option("v1.0", "--package-version", help="PDL3 package version (<= 15 chars)."),
-    keep_order: bool = typer.Option(
-        False, "--keep-order", help="Models in the order given (default: sorted by path, as ESP-DL's tool)."
-    ),
 ) -> None:
-    """Pack .espdl models into one package, byte for byte as ESP-DL's pack_espdl_models.py does (names =
-    file names, models sorted by path unless --keep-order; a package input keeps its models' order).
+    """Pack .espdl models into one package, as ESP-DL's pack_espdl_models.py does (names = file names).
 
     Example: espq pack a.espdl b.espdl -o models.espdl --format pdl3
     """
     from espq.espdl.pack import pack as pack_files
 
-    pack_files(files, out, fmt, version, sort=not keep_order)
+    pack_files(files, out, fmt, version)
     typer.echo(f"wrote {out} ({len(files)} input file(s))")
 
 
