@@ -30,6 +30,11 @@ class InputDataError(EspqError):
     """User-supplied data (inputs, calibration batches) is malformed: wrong shape, NaN, empty."""
 
 
+class CalibrationError(InputDataError):
+    """The calibration data cannot calibrate the model: all-zero, constant or wrongly scaled inputs, or
+    activation ranges no power-of-two exponent of ESP-DL can represent."""
+
+
 class ConfigError(EspqError):
     """An argument or setting is invalid (unknown target, bad bit width, unknown node name...)."""
 
@@ -45,3 +50,14 @@ class ValidationError(EspqError):
         self.violations = list(violations)
         lines = "\n".join(f"  - {v}" for v in self.violations)
         super().__init__(f"{len(self.violations)} violation(s) in {what}:\n{lines}")
+
+
+class InvalidFileError(ValidationError):
+    """A `.espdl` model loaded to run or inspect breaks ESP-DL invariants; one line: the first violation
+    and how many more (``violations`` lists them all)."""
+
+    def __init__(self, violations: list[str], what: str = "model"):
+        self.violations = list(violations)
+        more = len(self.violations) - 1
+        tail = f" (+{more} more violation(s); espq.espdl.validate.violations() lists them)" if more else ""
+        EspqError.__init__(self, f"{what} is not a valid ESP-DL model: {self.violations[0]}{tail}")

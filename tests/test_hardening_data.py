@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import espq
-from espq.errors import EspdlFormatError, InputDataError, ValidationError
+from espq.errors import CalibrationError, EspdlFormatError, InputDataError
 from espq.espdl import max_espdl_bytes, read, write
 from espq.espdl.inspect import inspect_cli
 from espq.espdl.validate import violations
@@ -119,13 +119,11 @@ def test_validator_reports_absurd_exponent_in_memory(exported, edit):
     assert len(found) >= 1 and ("exponent 1000000000000000" in found[0] or "8400000000000000000" in found[0])
 
 
-def test_calibration_data_times_1e30_fails_export_naming_the_input(exported, tmp_path):
+def test_calibration_data_times_1e30_fails_calibration_naming_the_input(exported, tmp_path):
+    """Refused at calibration since issue 14 finding 2 (it was refused at export by the validator)."""
     onnx_path = exported[0] / "tiny.onnx"
     x = (np.random.default_rng(0).standard_normal((4, 3, 8, 8)) * 1e30).astype(np.float32)
-    qm = espq.quantize(str(onnx_path), [x], target="esp32p4", calib_steps=1)
-    out = tmp_path / "huge.espdl"
-    with pytest.raises(ValidationError) as info:
-        qm.export(out)
+    with pytest.raises(CalibrationError) as info:
+        espq.quantize(str(onnx_path), [x], target="esp32p4", calib_steps=1)
     msg = str(info.value)
-    assert msg.count("activation 'input' has exponent 95, outside [-64, 64]") == 1, msg
-    assert "calibration data's scale" in msg and not out.exists()
+    assert "input 'input' needs exponent 95 at int8" in msg and "outside ESP-DL's [-64, 64]" in msg, msg

@@ -17,6 +17,7 @@ from espq.ir.passes.split_mixed_outputs import split_concat_outputs
 from espq.ir.spec import F32, OBSERVED, QuantPlan
 from espq.quant import quality, recipes
 from espq.quant.bias_correction import MAX_ELEMENTS, correct_biases, keep_batches, stack_batches
+from espq.quant.calib_check import check_calibration
 from espq.quant.calibrate import collect_statistics, resolve_exponents
 from espq.quant.data import iter_feeds
 from espq.quant.focused import focused_group_exponents
@@ -264,6 +265,7 @@ def finish_plan(
     }
     focused = focused_group_exponents(graph, skeleton, setting.output_scales)
     final = resolve_exponents(skeleton, graph, stats, algorithms, focused)
+    check_calibration(graph, final, stats)
     context = StepContext(
         graph=graph,
         target=target,
