@@ -28,27 +28,62 @@ def _import_tf() -> tuple[Any, Any]:
     return tf, tf2onnx
 
 
+_TF_MODULES = ("keras", "tensorflow", "tf_keras")
+
+
 def is_tf_model(model: Any) -> bool:
-    """True for Keras models, SavedModel directories and .keras / .h5 paths (no TF import)."""
+    """True for Keras models (subclassed ones too), SavedModel directories and .keras / .h5 paths.
+
+    A subclassed ``tf.keras.Model`` (e.g. ``class PNet(tf.keras.Model)`` in the user's module) is
+    recognised by a base class defined in Keras/TensorFlow; TensorFlow is not imported.
+    """
     if isinstance(model, (str, Path)):
         p = Path(model)
         return (p.is_dir() and (p / "saved_model.pb").exists()) or p.suffix in (".keras", ".h5")
-    mod = type(model).__module__
-    return mod.startswith(("keras", "tensorflow", "tf_keras"))
+    return any(cls.__module__.startswith(_TF_MODULES) for cls in type(model).__mro__[:-1])
+
+
+def _model_input_shapes(model: Any) -> tuple[list[list[Any]], list[str]]:
+    """The shapes and names of a Keras model's inputs.
+
+    Functional and Sequential models list ``model.inputs``; a subclassed model has none, so the shape
+    it was built with is used (``model.build(shape)`` or its first call). ShapeError when neither exists.
+    """
+    try:
+        inputs = list(model.inputs)
+    except (AttributeError, ValueError):
+        inputs = []
+    if inputs:
+        names = [getattr(t, "name", f"input_{i}").split(":")[0] for i, t in enumerate(inputs)]
+        return [list(t.shape) for t in inputs], names
+    built = getattr(model, "_build_shapes_dict", None) or {}
+    shapes = [list(s) for s in built.values() if isinstance(s, (tuple, list))]
+    if len(shapes) != 1 or not all(d is None or isinstance(d, int) for d in shapes[0]):
+        raise ShapeError(
+            f"the subclassed Keras model {type(model).__name__} has no recorded input shape; pass "
+            "input_shape (NHWC, batch 1, e.g. [1, 48, 48, 3]) or build/call the model once first"
+        )
+    return shapes, ["input"]
 
 
 def _signature(model: Any, input_shape: Any, tf: Any) -> tuple[Any, ...]:
-    shapes = input_shape
-    if shapes is None:
-        shapes = [list(t.shape) for t in model.inputs]
-        if any(d is None for s in shapes[1:] for d in s) or any(d is None for s in shapes for d in s[1:]):
+    """TensorSpecs of the model's inputs with batch 1 (``input_shape`` overrides the model's dims)."""
+    if input_shape is None:
+        shapes, names = _model_input_shapes(model)
+        if any(d is None for s in shapes for d in s[1:]):
             raise ShapeError(
                 f"Keras model inputs have unknown dims {shapes}; pass input_shape (NHWC, batch 1)"
             )
         shapes = [[1, *s[1:]] for s in shapes]
-    elif shapes and all(isinstance(d, int) for d in shapes):
-        shapes = [shapes]
-    names = [getattr(t, "name", f"input_{i}").split(":")[0] for i, t in enumerate(model.inputs)]
+    else:
+        one = bool(input_shape) and all(isinstance(d, int) for d in input_shape)
+        shapes = [input_shape] if one else input_shape
+        try:
+            names = _model_input_shapes(model)[1]
+        except ShapeError:
+            names = []
+        if len(names) != len(shapes):
+            names = ["input"] if len(shapes) == 1 else [f"input_{i}" for i in range(len(shapes))]
     return tuple(tf.TensorSpec(s, tf.float32, name=n) for s, n in zip(shapes, names))
 
 
@@ -75,6 +110,22 @@ def _convert_signature(fn: Any, input_shape: Any, tf: Any, tf2onnx: Any) -> onnx
     return proto
 
 
+def _convert_keras(model: Any, spec: tuple[Any, ...], tf: Any, tf2onnx: Any) -> onnx.ModelProto:
+    """tf2onnx's Keras converter, or its function converter on the model's call where the Keras one
+    fails (tf2onnx 1.17 raises KeyError 'keras_tensor_N' on Keras 3 Sequential models)."""
+    try:
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=TF_OPSET)
+        return proto
+    except Exception:
+
+        @tf.function(input_signature=spec)
+        def call(*args: Any) -> Any:
+            return model(args[0] if len(args) == 1 else list(args), training=False)
+
+        proto, _ = tf2onnx.convert.from_function(call, input_signature=spec, opset=TF_OPSET)
+        return proto
+
+
 def load_tf(model: Any, input_shape: Any = None) -> onnx.ModelProto:
     """Convert a Keras model (object or file) or a SavedModel directory to ONNX."""
     tf, tf2onnx = _import_tf()
@@ -88,9 +139,7 @@ def load_tf(model: Any, input_shape: Any = None) -> onnx.ModelProto:
                     raise ModelLoadError(f"SavedModel '{path}' has no 'serving_default' signature")
                 return _convert_signature(fn, input_shape, tf, tf2onnx)
             model = tf.keras.models.load_model(str(path), compile=False)
-        spec = _signature(model, input_shape, tf)
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=TF_OPSET)
-        return proto
+        return _convert_keras(model, _signature(model, input_shape, tf), tf, tf2onnx)
     except (ModelLoadError, ShapeError):
         raise
     except Exception as exc:
