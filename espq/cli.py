@@ -128,6 +128,19 @@ def _read_key(key_file: Path | None) -> bytes | None:
     return None if key_file is None else read_key_file(key_file)
 
 
+def _finetune_steps(tqt: bool, tqt_steps: int, tqt_block: int, reconstruct: bool, rec_steps: int) -> dict:
+    """``--tqt`` / ``--reconstruct`` as ``QuantSetting.steps`` overrides (on the GPU when torch has one)."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    steps: dict = {}
+    if tqt:
+        steps["tqt"] = {"steps": tqt_steps, "block_size": tqt_block, "collecting_device": device}
+    if reconstruct:
+        steps["blockwise_reconstruction"] = {"steps": rec_steps, "collecting_device": device}
+    return steps
+
+
 @app.command()
 @_handle_errors
 def quantize(
@@ -172,11 +185,27 @@ def quantize(
         "--streaming-input-shape",
         help="Write a streaming model (auto_streaming): the chunk shape, e.g. 1 16 3 for [1, 16, T] inputs.",
     ),
+    tqt: bool = typer.Option(
+        False, "--tqt", help="TQT: train weights and exponents block by block on the calibration data."
+    ),
+    tqt_steps: int = typer.Option(500, "--tqt-steps", help="TQT Adam steps per block (ESP-PPQ's 500)."),
+    tqt_block: int = typer.Option(4, "--tqt-block", help="TQT computing ops per block (ESP-PPQ's 4)."),
+    reconstruct: bool = typer.Option(
+        False, "--reconstruct", help="Blockwise reconstruction: learned weight rounding per block (AdaRound)."
+    ),
+    reconstruct_steps: int = typer.Option(
+        5000, "--reconstruct-steps", help="Reconstruction steps per block (ESP-PPQ's 5000)."
+    ),
 ) -> None:
     """Quantize MODEL for a chip and write .espdl + .info + .json.
 
+    Fine-tuning (--tqt, --reconstruct) prints one line per block on stderr: its ops, the block-output
+    MSE before -> after, and whether it was kept or rolled back.
+
     Example: espq quantize resnet20.onnx --calib calib_images/ --size 32 32 --mean 0.485 0.456 0.406
-    --std 0.229 0.224 0.225 --target esp32s3
+    --std 0.229 0.224 0.225 --target esp32s3 | espq quantize resnet20.onnx --calib calib.npy --target
+    esp32s3 --tqt --tqt-steps 100 --tqt-block 2 | espq quantize resnet20.onnx --calib calib.npy --reconstruct
+    --reconstruct-steps 500
     """
     import espq
     from espq.quant.model import export_outputs
@@ -198,6 +227,7 @@ def quantize(
     setting = espq.QuantSetting(precision={n: 16 for n in int16 or []}, recipe=recipe)
     if equalize:
         setting.equalization = True
+    setting.steps.update(_finetune_steps(tqt, tqt_steps, tqt_block, reconstruct, reconstruct_steps))
     if auto_int16 is not None:
         qm = espq.auto_mixed_precision(
             model,

@@ -76,7 +76,6 @@ def _power_of_two(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v > 0 and v & (v - 1) == 0
 
 
-_FINETUNE = "bias_correct=True, or recipe='best' (equalization + exponent search + bias correction)"
 _FLOAT_OPS = "dispatching_table.append(op, TargetPlatform.FP32)"
 _RULE = "espq's fixed ESP-DL quantization rules (op table)"
 
@@ -161,7 +160,11 @@ FIELDS: dict[str, FieldSupport] = {
     "quantize_parameter_setting.baking_parameter": FieldSupport(
         NO_EFFECT, "simulation detail: quantized weights are the same either way"
     ),
-    "lsq_optimization": _missing(_FINETUNE),
+    "lsq_optimization": FieldSupport(
+        IMPLEMENTED,
+        "weight-only block tuning with lsq_optimization_setting (step 'lsq'; power-of-two scales are not "
+        "trained, as in ESP-PPQ: a warning says so)",
+    ),
     **_part(
         "lsq_optimization", "interested_layers lr collecting_device steps is_scale_trainable gamma block_size"
     ),
@@ -172,26 +175,32 @@ FIELDS: dict[str, FieldSupport] = {
         "tqt_optimization",
         "interested_layers lr collecting_device steps is_scale_trainable gamma block_size int_lambda",
     ),
-    "blockwise_reconstruction": _missing(_FINETUNE),
+    "blockwise_reconstruction": FieldSupport(
+        IMPLEMENTED,
+        "AdaRound learned weight rounding per block with blockwise_reconstruction_setting "
+        "(step 'blockwise_reconstruction', espq.quant.finetune.reconstruct)",
+    ),
     **_part(
         "blockwise_reconstruction",
         "interested_layers is_scale_trainable lr steps gamma collecting_device block_size",
     ),
-    "bias_correct": FieldSupport(IMPLEMENTED, "bias correction (espq.quant.bias_correction)"),
+    "bias_correct": FieldSupport(
+        IMPLEMENTED, "block bias correction with bias_correct_setting (espq.quant.finetune.block_bias)"
+    ),
     "bias_correct_setting.interested_layers": FieldSupport(
-        MISSING, "bias correction of every Conv/Gemm ([] only)", ([],), "bias_correct"
+        IMPLEMENTED, "only blocks holding these ops; [] = all", None, "bias_correct"
     ),
     "bias_correct_setting.block_size": FieldSupport(
-        MISSING, "bias correction without blocks (block_size=4 only)", (4,), "bias_correct"
+        IMPLEMENTED, "at most this many computing ops per block", None, "bias_correct"
     ),
     "bias_correct_setting.steps": FieldSupport(
-        MISSING,
-        "bias correction on the calibration batches espq keeps (steps=32 only)",
-        (32,),
-        "bias_correct",
+        IMPLEMENTED, "calibration batches the bias error is measured on", None, "bias_correct"
     ),
     "bias_correct_setting.collecting_device": FieldSupport(
-        NO_EFFECT, "espq computes on the CPU", None, "bias_correct"
+        IMPLEMENTED,
+        "'executor'/'cpu': the CPU, 'cuda': the GPU (the CPU with a warning without CUDA)",
+        ("executor", "cpu", "cuda"),
+        "bias_correct",
     ),
     "fusion": _fixed(f"True: {_RULE}"),
     "fusion_setting.remove_useless_quantization": _fixed(f"True: {_RULE}"),

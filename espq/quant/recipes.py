@@ -146,12 +146,29 @@ def prepare_graph(graph: Graph, steps: Steps, target: Target) -> Graph:
     return run_steps(steps.build(GRAPH), StepContext(graph=graph, target=target)).graph
 
 
+#: ESP-PPQ switch -> (espq step, the fields of its ``<switch>_setting`` that are the step's options)
+_COMPAT_STEPS = (
+    ("lsq_optimization", "lsq", "interested_layers lr collecting_device steps is_scale_trainable gamma "
+     "block_size"),
+    ("tqt_optimization", "tqt", "interested_layers steps lr block_size is_scale_trainable gamma int_lambda "
+     "collecting_device"),
+    ("blockwise_reconstruction", "blockwise_reconstruction", "interested_layers is_scale_trainable lr steps "
+     "gamma collecting_device block_size"),
+)  # fmt: skip
+
+
+def _fields(obj: Any, names: str) -> dict[str, Any]:
+    return {n: getattr(obj, n) for n in names.split()}
+
+
 def settings_from_compat(compat: Any, setting: QuantSetting) -> QuantSetting:
     """Fill ``setting``'s accuracy fields from an ESP-PPQ-style settings object (``espq.api.settings``).
 
     ``equalization=True`` forces equalization with ``equalization_setting`` (ESP-PPQ's meaning);
-    ``bias_correct=True`` forces bias correction; ``False`` (ESP-PPQ's default) leaves both to the recipe.
-    ``tqt_optimization=True`` adds the "tqt" step with ``tqt_optimization_setting``'s fields as options.
+    ``bias_correct=True`` forces ESP-PPQ's block bias correction with ``bias_correct_setting``'s fields;
+    ``False`` (ESP-PPQ's default) leaves equalization and bias correction to the recipe.
+    ``tqt_optimization`` / ``lsq_optimization`` / ``blockwise_reconstruction`` ``=True`` add the steps
+    "tqt" / "lsq" / "blockwise_reconstruction" with their ``*_setting``'s fields as options.
     """
     eq = compat.equalization_setting
     if getattr(eq, "including_act", False):
@@ -171,12 +188,15 @@ def settings_from_compat(compat: Any, setting: QuantSetting) -> QuantSetting:
         )
     if compat.bias_correct:
         setting.bias_correction = True
+        bias = getattr(compat, "bias_correct_setting", None)
+        if bias is not None:  # ESP-PPQ's block bias correction with its fields
+            names = "block_size steps interested_layers collecting_device"
+            setting.steps = {**setting.steps, "bias_correction": _fields(bias, names)}
     if getattr(compat, "quant_config_modify", False):  # focused quantization: {op name: scale}
         setting.output_scales = dict(compat.quant_config_modify_setting.custom_config)
-    if getattr(compat, "tqt_optimization", False):  # ESP-PPQ's TQTSetting fields are the step's options
-        tqt = compat.tqt_optimization_setting
-        names = "interested_layers steps lr block_size is_scale_trainable gamma int_lambda collecting_device"
-        setting.steps = {**setting.steps, "tqt": {n: getattr(tqt, n) for n in names.split()}}
+    for switch, step, names in _COMPAT_STEPS:  # ESP-PPQ's setting fields are the step's options
+        if getattr(compat, switch, False):
+            setting.steps = {**setting.steps, step: _fields(getattr(compat, f"{switch}_setting"), names)}
     setting.validate()
     return setting
 

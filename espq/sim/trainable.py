@@ -21,7 +21,7 @@ In eval mode (or any forward without gradients) the outputs equal the simulator'
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -68,17 +68,23 @@ def round_ste(x: torch.Tensor, half_even: bool = True) -> torch.Tensor:
     return _Round.apply(x, half_even)
 
 
+def channel_view(e: torch.Tensor, spec: TensorSpec, ndim: int) -> torch.Tensor:
+    """A per-channel exponent (1-D) shaped to broadcast along ``spec.axis`` of an ``ndim``-D tensor;
+    a per-tensor one unchanged."""
+    if e.ndim != 1:
+        return e
+    shape = [1] * ndim
+    shape[spec.axis] = -1
+    return e.reshape(shape)
+
+
 def fake_quant_ste(
     x: torch.Tensor, exponent: torch.Tensor, spec: TensorSpec, half_even: bool
 ) -> torch.Tensor:
     """``clamp(round(x · 2^-e)) · 2^e`` in ``x``'s dtype, as :func:`espq.sim.fakequant.fake_quant` computes
     it, differentiable in ``x`` (STE) and in the integer-valued ``exponent`` (per tensor or per channel
     along ``spec.axis``)."""
-    e = exponent.to(x.dtype)
-    if e.ndim == 1:
-        shape = [1] * x.ndim
-        shape[spec.axis] = -1
-        e = e.reshape(shape)
+    e = channel_view(exponent.to(x.dtype), spec, x.ndim)
     if not torch.is_grad_enabled() or not (x.requires_grad or e.requires_grad):
         y = x * torch.exp2(-e)  # the same operations in place, without autograd records
         y = y.round_() if half_even else y.add_(0.5).floor_()
@@ -154,6 +160,10 @@ class TrainableFakeQuant(torch.nn.Module):
         self._last_use = last_use
         self._sim: FakeQuantSim | None = None
         self._sim_exponents: dict[str, Any] | None = None
+        #: per quantized initializer, a replacement for the rounding of ``w · 2^-e`` (float64, the
+        #: exponent broadcast along the channel axis) before the clamp: learned rounding (blockwise
+        #: reconstruction) puts ``floor(x) + h(V)`` here; empty = the plan's rounding
+        self.parameter_rounding: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ exponents
     def _initial_exponents(self) -> dict[str, Any]:
@@ -277,7 +287,12 @@ class TrainableFakeQuant(torch.nn.Module):
         if spec.per_channel and x.ndim == 0:
             x = x.reshape(1)
         e = self._exponent(self._rules[name]).to(device)
-        q = fake_quant_ste(x, e, spec, self._param_half_even).reshape(w.shape)
+        rounding = self.parameter_rounding.get(name)
+        if rounding is None:
+            q = fake_quant_ste(x, e, spec, self._param_half_even).reshape(w.shape)
+        else:
+            scale = torch.exp2(channel_view(e.to(x.dtype), spec, x.ndim))
+            q = (torch.clamp(rounding(x / scale), spec.qmin, spec.qmax) * scale).reshape(w.shape)
         return q if spec.bits > 32 else q.to(w.dtype)
 
     # ------------------------------------------------------------------ running
@@ -405,4 +420,4 @@ def plan_with_exponents(plan: QuantPlan, exps: Mapping[str, Any]) -> QuantPlan:
     )
 
 
-__all__ = ["TrainableFakeQuant", "plan_with_exponents", "fake_quant_ste", "round_ste"]
+__all__ = ["TrainableFakeQuant", "channel_view", "plan_with_exponents", "fake_quant_ste", "round_ste"]

@@ -39,5 +39,6 @@ def test_table_covers_every_esp_ppq_field():
         else:
             assert sum(r.startswith(f"| `{path}` |") for r in rows) == 1, path
     assert "| `tqt_optimization` | `False` | implemented |" in table
-    assert "| `blockwise_reconstruction` | `False` | not implemented |" in table
+    assert "| `blockwise_reconstruction` | `False` | implemented |" in table
+    assert "| `ssd_equalization` | `False` | not implemented |" in table
     assert "| `lut_optimization_setting.step` | `32` | implemented |" in table

@@ -149,8 +149,9 @@ def test_every_field_works_or_fails_with_one_config_error(path, model, tmp_path)
     setting = QuantizationSettingFactory.espdl_setting()
     if rule.switch:
         set_field(setting, rule.switch, True)
-    if "tqt_optimization" in (path, rule.switch):
-        setting.tqt_optimization_setting.steps = 2  # the default 500 steps per block take minutes here
+    for switch in ("tqt_optimization", "lsq_optimization", "blockwise_reconstruction"):
+        if switch in (path, rule.switch):  # the default 500/5000 steps per block take minutes here
+            get_field(setting, f"{switch}_setting").steps = 2
     value = _other(path, get_field(setting, path))
     set_field(setting, path, value)
     assert get_field(setting, path) == value
@@ -171,19 +172,19 @@ def test_every_field_works_or_fails_with_one_config_error(path, model, tmp_path)
 
 def test_switched_off_features_are_not_checked_and_errors_are_collected(model, tmp_path):
     s = QuantizationSettingFactory.espdl_setting()
-    s.blockwise_reconstruction_setting.steps = 10  # the switch is off: ESP-PPQ does not read it either
+    s.ssd_setting.iteration = 10  # the switch is off: ESP-PPQ does not read it either
     s.weight_split_setting.interested_layers = ["conv1"]
     s.check()
-    s.blockwise_reconstruction = True
+    s.ssd_equalization = True
     s.weight_split = True
     s.quantize_activation_setting.calib_algorithm_per_layer = {"conv1": "mse"}
     with pytest.raises(ConfigError) as info:
         _quantize(model, s, tmp_path)
     lines = [ln for ln in str(info.value).splitlines() if ln.startswith("  - ")]
     assert [ln.split("=")[0] for ln in lines] == [
+        "  - espq does not implement ssd_equalization",
         "  - espq does not implement weight_split",
         "  - espq does not implement quantize_activation_setting.calib_algorithm_per_layer",
-        "  - espq does not implement blockwise_reconstruction",
     ]
     # ESP-PPQ's generic default (not espdl_setting) differs in five ESP-DL fields: one error, with the hint
     with pytest.raises(

@@ -17,6 +17,7 @@ block bias correction).
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -50,8 +51,8 @@ class BlockResult:
 @dataclass
 class Block:
     """Nodes ``start`` .. ``stop - 1`` of the module's graph, their quantized computing ops, the tensors
-    live after them (``outputs``) and, per calibration batch, the cached quantized inputs and float
-    targets."""
+    live after them (``outputs``), the same node range ``f_start`` .. ``f_stop - 1`` of the float graph
+    and, per calibration batch, the cached quantized inputs and float targets."""
 
     index: int
     count: int
@@ -61,6 +62,8 @@ class Block:
     outputs: list[str]
     q_in: list[dict[str, torch.Tensor]]
     f_out: list[dict[str, torch.Tensor]]
+    f_start: int = 0
+    f_stop: int = 0
 
 
 def check_device(device: str) -> torch.device:
@@ -70,6 +73,18 @@ def check_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("collecting_device='cuda' but torch sees no CUDA device; use 'cpu'")
     return torch.device(device)
+
+
+def collecting_device(device: str, what: str) -> torch.device:
+    """Like :func:`check_device`, but ``"cuda"`` without a CUDA device (ESP-PPQ's default for
+    reconstruction and LSQ) falls back to the CPU with a warning."""
+    if device == "cuda" and not torch.cuda.is_available():
+        warnings.warn(
+            f"{what}: collecting_device='cuda' but torch sees no CUDA device; computing on the CPU",
+            stacklevel=3,
+        )
+        return torch.device("cpu")
+    return check_device(device)
 
 
 def split_blocks(module: TrainableFakeQuant, block_size: int) -> list[tuple[int, int]]:
@@ -150,7 +165,7 @@ def iterate_blocks(
         with torch.no_grad():
             f_next = [run_segment(float_graph, e, f_start, f_stop, keep=names, device=device) for e in f_env]
         q_in = [_round_live(module, e) for e in f_env] if block_inputs == "float" else q_env
-        yield Block(index, len(ranges), start, stop, ops, names, q_in, f_next)
+        yield Block(index, len(ranges), start, stop, ops, names, q_in, f_next, f_start, f_stop)
         if block_inputs == "quantized":
             with torch.no_grad():
                 q_env = [module.run_segment(e, start, stop) for e in q_in]
@@ -178,13 +193,18 @@ def fit_block(
     extra_loss: Callable[[int], torch.Tensor | float] | None = None,
     finish: Callable[[], None] | None = None,
     state: list[torch.Tensor] | None = None,
+    begin: Callable[[], None] | None = None,
 ) -> BlockResult:
     """Adam (``lr``) on ``trainable`` for ``steps`` steps (one cached batch per step, in turn) on the block
-    MSE plus ``extra_loss(step)``; then ``finish()`` (no gradients: e.g. round α, harden the rounding). If
-    the block loss did not drop, ``state`` (default ``trainable``) is restored to its values before."""
+    MSE plus ``extra_loss(step)``; ``begin()`` runs after the loss before training is measured (e.g. to
+    switch learned rounding on), ``finish()`` after training (no gradients: e.g. round α, harden the
+    rounding). If the block loss did not drop, ``state`` (default ``trainable``) is restored to its values
+    before."""
     state = trainable if state is None else state
     snapshot = [p.detach().clone() for p in state]
     before = block_loss(module, block)
+    if begin is not None:
+        begin()
     for p in trainable:
         p.requires_grad_(True)
     optimizer = torch.optim.Adam(trainable, lr=lr)
@@ -232,6 +252,7 @@ __all__ = [
     "block_loss",
     "block_mse",
     "check_device",
+    "collecting_device",
     "fit_block",
     "iterate_blocks",
     "report_block",

@@ -1,7 +1,15 @@
 """Accuracy steps: the :class:`~espq.quant.steps.base.Step` protocol, its registry and the steps."""
 
 # the steps register themselves on import (one line per step)
-from espq.quant.steps import bias_correction, equalization, exponent_search, output_search, tqt  # noqa: E402, F401
+from espq.quant.steps import (  # noqa: F401
+    bias_correction,
+    equalization,
+    exponent_search,
+    lsq,
+    output_search,
+    reconstruction,
+    tqt,
+)
 from espq.quant.steps.base import (
     ALWAYS,
     CALIBRATION_BATCHES,
