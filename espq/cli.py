@@ -514,18 +514,22 @@ def autoquant(
 @app.command()
 @_handle_errors
 def pack(
-    files: list[Path] = typer.Argument(..., help=".espdl files (or packages) to pack, in order."),
+    files: list[Path] = typer.Argument(..., help=".espdl files (or packages), or one folder of them."),
     out: Path = typer.Option(..., "-o", "--out", help="Output package, e.g. models.espdl."),
     fmt: str = typer.Option("pdl3", "--format", help="pdl3 (default; EDL2 models), pdl2, or pdl1 (EDL1)."),
     version: str = typer.Option("v1.0", "--package-version", help="PDL3 package version (<= 15 chars)."),
+    keep_order: bool = typer.Option(
+        False, "--keep-order", help="Models in the order given (default: sorted by path, as ESP-DL's tool)."
+    ),
 ) -> None:
-    """Pack .espdl models into one package, as ESP-DL's pack_espdl_models.py does (names = file names).
+    """Pack .espdl models into one package, byte for byte as ESP-DL's pack_espdl_models.py does (names =
+    file names, models sorted by path unless --keep-order; a package input keeps its models' order).
 
     Example: espq pack a.espdl b.espdl -o models.espdl --format pdl3
     """
     from espq.espdl.pack import pack as pack_files
 
-    pack_files(files, out, fmt, version)
+    pack_files(files, out, fmt, version, sort=not keep_order)
     typer.echo(f"wrote {out} ({len(files)} input file(s))")
 
 

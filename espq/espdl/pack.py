@@ -15,6 +15,7 @@ from pathlib import Path
 
 from espq.errors import ConfigError, EspdlFormatError
 from espq.espdl.container import PDL_MAGICS, build_package, header_size, split_package
+from espq.espdl.inspect import printable
 from espq.espdl.model import EspdlModel
 from espq.utils import atomic_write_bytes
 
@@ -55,10 +56,29 @@ def package_models(data: bytes, source: str = "<bytes>") -> tuple[str, list[tupl
     return kind, [(n, blob[: edl_length(blob, f"{source} [model '{n}']")]) for n, blob, _ in entries]
 
 
-def pack_bytes(files: Sequence[str | os.PathLike], fmt: str = "PDL3", version: str = "v1.0") -> bytes:
+def model_files(files: Sequence[str | os.PathLike], sort: bool = True) -> list[Path]:
+    """The files a package is built from, in the order ESP-DL's ``pack_espdl_models.py`` uses.
+
+    The tool sorts its ``-m`` arguments as strings and takes the sorted ``*.espdl`` of a single folder;
+    ``sort=False`` keeps the given order (a folder is still read sorted).
+    """
+    if len(files) == 1 and Path(files[0]).is_dir():
+        found = sorted(Path(files[0]).glob("*.espdl"))
+        if not found:
+            raise ConfigError(f"pack: folder '{files[0]}' holds no .espdl file")
+        return found
+    names = [os.fspath(f) for f in files]
+    return [Path(f) for f in (sorted(names) if sort else names)]
+
+
+def pack_bytes(
+    files: Sequence[str | os.PathLike], fmt: str = "PDL3", version: str = "v1.0", sort: bool = True
+) -> bytes:
     """A PDL3 (default), PDL2 or PDL1 package of the ``.espdl`` ``files``, named by file name.
 
-    An input that is itself a package contributes its models (so a package can be re-packed).
+    Models are in :func:`model_files` order (sorted by path, as ESP-DL's tool does, unless ``sort`` is
+    false); an input that is itself a package contributes its models in their stored order (so a
+    package re-packs to the same bytes).
     """
     fmt = fmt.upper()
     if fmt not in PACKAGE_FORMATS:
@@ -66,7 +86,7 @@ def pack_bytes(files: Sequence[str | os.PathLike], fmt: str = "PDL3", version: s
     if not files:
         raise ConfigError("pack: give at least one .espdl file")
     models: list[tuple[str, bytes]] = []
-    for f in files:
+    for f in model_files(files, sort):
         data = _read(f)
         if data[:4] in PDL_MAGICS:
             models += package_models(data, str(f))[1]
@@ -84,12 +104,13 @@ def pack(
     out: str | os.PathLike,
     fmt: str = "PDL3",
     version: str = "v1.0",
+    sort: bool = True,
 ) -> Path:
     """Write a package of ``files`` to ``out`` atomically (same bytes as ESP-DL's pack tool)."""
     out = Path(out)
-    if any(Path(f).resolve() == out.resolve() for f in files):
+    if any(Path(f).resolve() == out.resolve() for f in model_files(files, sort)):
         raise ConfigError(f"pack: the output '{out}' is one of the inputs; choose another -o path")
-    atomic_write_bytes(out, pack_bytes(files, fmt, version))
+    atomic_write_bytes(out, pack_bytes(files, fmt, version, sort))
     return out
 
 
@@ -107,7 +128,7 @@ def format_package_summary(d: dict, file: str) -> str:
     """The text ``espq inspect`` prints for a package."""
     ver = f" {d['version']}" if d["version"] else ""
     lines = [f"{file}: {d['format']}{ver} package, {len(d['models'])} model(s):"]
-    lines += [f"  [{i}] {m['name']}  {m['bytes']} bytes" for i, m in enumerate(d["models"])]
+    lines += [f"  [{i}] {printable(m['name'])}  {m['bytes']} bytes" for i, m in enumerate(d["models"])]
     lines.append("Inspect one with --model NAME.")
     return "\n".join(lines)
 
