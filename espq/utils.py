@@ -198,6 +198,12 @@ def _written_by_espq(path: Path) -> bool:
     return head.startswith(tuple(p.lower() for p in prefixes))
 
 
+def is_foreign_file(path: str | Path) -> bool:
+    """Whether ``path`` is an existing regular file that espq did not write (see :func:`check_outputs`)."""
+    p = Path(path)
+    return p.is_file() and not _written_by_espq(p)
+
+
 def check_outputs(
     outputs: Iterable[str | Path], inputs: Iterable[str | Path | None], overwrite: bool = False
 ) -> None:

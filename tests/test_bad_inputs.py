@@ -134,11 +134,15 @@ def test_espdl_quantize_torch_keeps_a_foreign_onnx(tmp_path):
     own = tmp_path / "own.onnx"
     own.write_bytes(b"user's own model")
     kw = dict(calib_steps=1, input_shape=[1, 3, 8, 8], error_report=False)
-    with pytest.raises(ConfigError, match="own.onnx' exists and was not written by espq"):
+    # the .onnx is a by-product: a foreign one is kept with a warning, the .espdl is still written
+    # (ESP-DL's sin example exports sin_model.onnx itself, then quantizes the torch model beside it)
+    with pytest.warns(UserWarning, match="kept '.*own.onnx': it exists and espq did not write it"):
         espdl_quantize_torch(_net(), tmp_path / "own.espdl", _batches(), **kw)
     assert own.read_bytes() == b"user's own model"
-    assert not (tmp_path / "own.espdl").exists()
+    kept_run = (tmp_path / "own.espdl").read_bytes()
     espdl_quantize_torch(_net(), tmp_path / "own.espdl", _batches(), overwrite=True, **kw)
+    assert own.read_bytes() != b"user's own model"
+    assert (tmp_path / "own.espdl").read_bytes() == kept_run  # the kept .onnx changed nothing else
     first = _snapshot(own, tmp_path / "own.espdl")
     # the .onnx espq wrote is its own output: a rerun replaces it, same bytes
     espdl_quantize_torch(_net(), tmp_path / "own.espdl", _batches(), **kw)

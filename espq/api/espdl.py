@@ -13,6 +13,7 @@ Scripts written for ESP-PPQ run after changing ``from esp_ppq.api import ...`` t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from espq.errors import ConfigError, InputDataError
 from espq.quant import QuantizedModel, QuantSetting, quantize
 from espq.quant.model import export_outputs
 from espq.quant.recipes import settings_from_compat
-from espq.utils import atomic_write_bytes, check_outputs
+from espq.utils import atomic_write_bytes, check_outputs, is_foreign_file
 
 #: keyword arguments ESP-PPQ forwards to get_target_platform / the exporter that espq implements
 EXPORT_KWARGS = ("metadata_props", "model_version", "int16_lut_step")
@@ -94,12 +95,23 @@ def _write_onnx(
     """Write the converted model to ``<stem>.onnx`` (as ESP-PPQ does) after checking every output path.
 
     The file carries an ``espq_written`` metadata entry, so a later run may replace it without
-    ``overwrite`` (:func:`espq.utils.check_outputs`); ``proto`` itself is not changed.
+    ``overwrite`` (:func:`espq.utils.check_outputs`); ``proto`` itself is not changed. A ``<stem>.onnx``
+    espq did not write (typically the user's own export of the same model, as in ESP-DL's sin example)
+    is kept with a warning instead of stopping the run: the ONNX copy is a by-product, the ``.espdl``
+    and its side files are still checked strictly.
     """
     import onnx
 
     onnx_path = Path(espdl_export_file).with_suffix(".onnx")
     outputs = [onnx_path] + ([] if skip_export else export_outputs(espdl_export_file, export_config))
+    if not overwrite and is_foreign_file(onnx_path):
+        check_outputs(outputs[1:], [onnx_path], overwrite)
+        warnings.warn(
+            f"kept '{onnx_path}': it exists and espq did not write it, so the converted ONNX is not saved "
+            "there (ESP-PPQ would replace it); pass overwrite=True to replace it",
+            stacklevel=3,
+        )
+        return onnx_path
     check_outputs(outputs, [], overwrite)
     marked = onnx.ModelProto()
     marked.CopyFrom(proto)
