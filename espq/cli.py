@@ -353,8 +353,11 @@ def inspect(
         return
     if key_file is not None or model is not None:
         from espq.espdl.inspect import format_inspect, inspect_model
+        from espq.espdl.validate import require_valid
 
-        d = inspect_model(load_model(file, _read_key(key_file), model))
+        loaded = load_model(file, _read_key(key_file), model)
+        require_valid(loaded, what=f"'{file}'" if model is None else f"'{file}' [model '{model}']")
+        d = inspect_model(loaded)
         d["file"] = str(file) if model is None else f"{file} [model '{model}']"
         typer.echo(json.dumps(d, indent=2) if as_json else format_inspect(d))
         return

@@ -1,7 +1,7 @@
 """Calibration data from files: image folders (standard preprocessing), ``.npy`` and ``.npz``.
 
-Used by the CLI (``--calib``) and available to scripts: ``load_calibration(path, ...)`` returns a list
-of batches ready for :func:`espq.quantize`.
+Used by the CLI (``--calib``) and available to scripts: ``load_calibration(path, ...)`` returns the
+batches ready for :func:`espq.quantize` (an image folder's are decoded when used: :class:`ImageBatches`).
 """
 
 from __future__ import annotations
@@ -72,6 +72,30 @@ def load_image(
     return x if channels_last else x.transpose(2, 0, 1)
 
 
+class ImageBatches(Sequence):
+    """The batches of an image folder, each decoded when it is used: iterating ``steps`` batches decodes
+    ``steps * batch_size`` images, and no more than one batch is held at a time (what the caller keeps
+    aside)."""
+
+    def __init__(self, files: list[Path], batch_size: int, load_args: tuple):
+        self.files = list(files)
+        self.batch_size = batch_size
+        self.load_args = load_args
+
+    def __len__(self) -> int:
+        return -(-len(self.files) // self.batch_size)
+
+    def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]
+        if isinstance(index, slice):
+            raise TypeError("ImageBatches takes one batch index, not a slice")
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"batch {index} of {n}")
+        start = (index % n) * self.batch_size
+        chunk = self.files[start : start + self.batch_size]
+        return np.stack([load_image(f, *self.load_args) for f in chunk])
+
+
 def load_calibration(
     source: str | Path,
     batch_size: int = 32,
@@ -86,7 +110,8 @@ def load_calibration(
 ) -> list[np.ndarray] | list[dict[str, np.ndarray]]:
     """Batches from an image folder, a ``.npy`` array (samples on axis 0) or a ``.npz`` (one array per
     input name, samples on axis 0). Images become ``channels`` channels (3: RGB, 1: grayscale; see
-    :func:`model_image_channels`)."""
+    :func:`model_image_channels`); an image folder gives an :class:`ImageBatches`, which decodes each
+    batch when it is used (a folder of any size is never held in memory whole)."""
     path = Path(source)
     if not path.exists():
         raise InputDataError(f"calibration data '{path}' does not exist")
@@ -96,10 +121,9 @@ def load_calibration(
         if size is None:
             raise InputDataError("image folders need --size H W (the model's input height and width)")
         files = _image_files(path)[:limit]
-        arr = np.stack(
-            [load_image(f, size, mean, std, scale, channels_last, resize_short, channels) for f in files]
+        return ImageBatches(
+            files, batch_size, (size, mean, std, scale, channels_last, resize_short, channels)
         )
-        return [arr[i : i + batch_size] for i in range(0, len(arr), batch_size)]
     if path.suffix == ".npy":
         arr = np.load(path, allow_pickle=False)[:limit]
         return [arr[i : i + batch_size] for i in range(0, len(arr), batch_size)]

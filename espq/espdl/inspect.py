@@ -269,9 +269,17 @@ def read_for_cli(path: str | os.PathLike) -> EspdlModel | None:
 
 
 def inspect_cli(path: str | os.PathLike, as_json: bool = False) -> int:
-    """``espq inspect FILE [--json]``: print the summary; 0 on success, 2 when the file cannot be read."""
+    """``espq inspect FILE [--json]``: print the summary; 0 on success, 2 when the file cannot be read or
+    fails validation (:func:`espq.espdl.validate.require_valid`, one line on stderr)."""
+    from espq.espdl.validate import require_valid
+
     model = read_for_cli(path)
     if model is None:
+        return 2
+    try:
+        require_valid(model, what=f"'{path}'")
+    except EspqError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     d = inspect_model(model)
     d["file"] = str(path)

@@ -26,11 +26,12 @@ from __future__ import annotations
 import os
 from collections import Counter, defaultdict
 
-from espq.errors import ValidationError
+from espq.errors import InvalidFileError, ValidationError
 from espq.espdl.decode import MAX_ABS_EXPONENT
 from espq.espdl.model import EspdlGraph, EspdlModel, EspdlNode, EspdlTensor, EspdlValueInfo
 from espq.espdl.schema import TensorDataType as DT
-from espq.ir.op_facts import ops_with
+from espq.ir.limits import size_message, too_large
+from espq.ir.op_facts import OP_FACTS, ops_with
 from espq.targets import EQUAL_EXPONENT_OPS, NONNEGATIVE_SHIFT_OPS, OP_TABLE, ExponentRule, Target, get_target
 
 #: quant_type strings the loader understands, mapped to espq's names (§2.2; S32 is never used by kernels).
@@ -214,22 +215,32 @@ class _Checker:
             expected = DT.FLOAT
         else:
             expected = ACTIVATION_DTYPE[qt]
-        for t in node.outputs:
+        facts = OP_FACTS.get(node.op_type)
+        fixed_outs = facts.fixed_exponent_outputs if facts is not None and qt != "F32" else frozenset()
+        fixed_ins = facts.fixed_exponent_inputs if facts is not None and qt != "F32" else frozenset()
+        for k, t in enumerate(node.outputs):
             v = self.vi.get(t)
             if v is None:
                 if t:
                     self.add(f"{self.where(node)}: output '{t}' has no ValueInfo (dtype + exponent, §2.1)")
                 continue
-            if expected is not None and v.elem_type != expected:
+            want_k = DT.INT16 if k in fixed_outs else expected
+            if want_k is not None and v.elem_type != want_k:
                 self.add(
                     f"{self.where(node)}: output '{t}' is {_dt(v.elem_type)} but quant_type {qt} "
-                    f"produces {_dt(expected)} (§2.4)"
+                    f"produces {_dt(want_k)} (§2.4)"
+                )
+            gate = node.attr("gate_exponent", -8)
+            if k in fixed_outs and list(v.exponents) != [gate]:
+                self.add(
+                    f"{self.where(node)}: output '{t}' (int16 state) has exponents {list(v.exponents)}; "
+                    f"the module asserts it equals gate_exponent [{gate}] (dl_module_lstm.hpp)"
                 )
         if node.op_type in CONVERT_OPS:
             return
-        want = ACTIVATION_DTYPE[qt]
-        for t in node.inputs:
+        for i, t in enumerate(node.inputs):
             v = self.vi.get(t) if t and t not in self.inits else None
+            want = DT.INT16 if i in fixed_ins else ACTIVATION_DTYPE[qt]
             if v is not None and v.elem_type in (DT.INT8, DT.INT16, DT.FLOAT) and v.elem_type != want:
                 self.add(
                     f"{self.where(node)}: input '{t}' is {_dt(v.elem_type)} but the node's quant_type "
@@ -445,6 +456,21 @@ class _Checker:
                 "the reader rejects such files (check the calibration data's scale)"
             )
 
+    def declared_sizes(self) -> None:
+        """Data lengths of every initializer and test value, and declared shapes within the size limit."""
+        g = self.g
+        for name, t in g.initializers.items():
+            self.tensor_data(t, f"initializer '{name}'")
+        for kind, group in (("input", g.test_inputs), ("output", g.test_outputs)):
+            for name, t in group.items():
+                self.tensor_data(t, f"test {kind} '{name}'")
+        seen = set()
+        for v in (*g.inputs, *g.outputs, *g.value_info):
+            shape = v.shape or []
+            if v.name not in seen and all(isinstance(d, int) for d in shape) and too_large(shape):
+                seen.add(v.name)
+                self.add(size_message(f"activation '{v.name}'", shape))
+
     def test_values(self) -> None:
         g = self.g
         if not g.test_inputs and not g.test_outputs:
@@ -526,3 +552,26 @@ def validate(
     found = violations(model, target, strict)
     if found:
         raise ValidationError(found, what)
+
+
+def load_violations(model: EspdlModel) -> list[str]:
+    """The rules a file must meet before espq runs or inspects it (a subset of :func:`violations`):
+    structure, static graph input/output shapes, one exponent per activation, exponents within
+    ``[-MAX_ABS_EXPONENT, MAX_ABS_EXPONENT]``, data lengths that match dims, declared shapes within
+    :mod:`espq.ir.limits`. The chip-specific rules (bias bits, LUT exponents, quant types) are left out:
+    the integer runner reproduces what the chip does with such files."""
+    c = _Checker(model, None, False)
+    c.structure()
+    c.graph_io()
+    c.activations()
+    c.exponent_ranges()
+    c.declared_sizes()
+    return c.out
+
+
+def require_valid(model: EspdlModel, what: str = "model") -> None:
+    """Raise :class:`espq.errors.InvalidFileError` (one line: the first violation and the count) when
+    ``model`` breaks a :func:`load_violations` rule; the check the runner and ``inspect`` do on load."""
+    found = load_violations(model)
+    if found:
+        raise InvalidFileError(found, what)

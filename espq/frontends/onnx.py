@@ -14,6 +14,7 @@ from google.protobuf.message import DecodeError
 from onnx import shape_inference, version_converter
 
 from espq.errors import ModelLoadError, ShapeError
+from espq.ir.limits import size_message, too_large
 
 log = logging.getLogger(__name__)
 
@@ -163,13 +164,31 @@ def _infer_shapes(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
         raise ShapeError(f"ONNX shape inference failed on {name}: {exc}") from exc
 
 
+def _check_declared_sizes(model: onnx.ModelProto, name: str) -> None:
+    """ShapeError when an initializer or an inferred tensor shape is beyond :mod:`espq.ir.limits`
+    (ConstantOfShape / Expand / Tile / Resize / Pad of a few bytes declaring gigabytes), before onnxslim
+    or onnxruntime allocates it."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for t in model.graph.initializer:
+        if too_large(list(t.dims)):
+            raise ShapeError(size_message(f"initializer '{t.name}' of {name}", list(t.dims)))
+    for vi in list(model.graph.value_info) + list(model.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        shape = [d.dim_value for d in dims if d.HasField("dim_value")]
+        if len(shape) == len(dims) and too_large(shape):
+            node = producer.get(vi.name)
+            where = f" (output of node '{node.name}', {node.op_type})" if node is not None else ""
+            raise ShapeError(size_message(f"tensor '{vi.name}'{where} of {name}", shape))
+
+
 def load_onnx(
     model: str | Path | onnx.ModelProto, input_shape: Shape | Sequence[Shape] | None = None
 ) -> onnx.ModelProto:
     """Read an ONNX model into a simplified copy with static shapes and batch as given.
 
     Steps: copy → drop initializers listed as inputs (old IR) → opset upgrade when < 13 →
-    fix input shapes → onnxslim (constant folding, simplification) → shape inference.
+    fix input shapes → shape inference → size limits (:mod:`espq.ir.limits`) → onnxslim (constant
+    folding, simplification) → shape inference.
     """
     name = f"'{model}'" if not isinstance(model, onnx.ModelProto) else "the ONNX model"
     proto = read_onnx(model)
@@ -177,5 +196,6 @@ def load_onnx(
     proto = _upgrade_opset(proto, name)
     _fix_input_shapes(proto, input_shape, name)
     proto = _infer_shapes(proto, name)
+    _check_declared_sizes(proto, name)
     proto = _simplify(proto, name)
     return _infer_shapes(proto, name)

@@ -238,6 +238,16 @@ def auto_mixed_precision(
     """
     if max_error is None and max_int16_layers is None:
         raise ConfigError("auto_mixed_precision needs max_error and/or max_int16_layers")
+    if max_error is not None and (
+        isinstance(max_error, bool) or not math.isfinite(max_error) or max_error < 0
+    ):
+        raise ConfigError(
+            f"max_error must be a finite number >= 0 (an output NSR, e.g. 0.01), got {max_error!r}"
+        )
+    if max_int16_layers is not None and (
+        isinstance(max_int16_layers, bool) or not isinstance(max_int16_layers, int) or max_int16_layers < 0
+    ):
+        raise ConfigError(f"max_int16_layers must be an integer >= 0, got {max_int16_layers!r}")
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     tgt, setting, steps, graph = prepare_inputs(model, target, setting, recipe, input_shape)

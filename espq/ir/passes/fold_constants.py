@@ -11,9 +11,10 @@ import logging
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from espq.ir.graph import Graph, Node
+from espq.ir.limits import check_shape
 from espq.ir.onnx_io import _make_attr
 from espq.ir.passes._common import skip
 
@@ -65,6 +66,39 @@ def evaluate_node(node: Node, inputs: dict[str, np.ndarray], opset: int) -> list
     return sess.run(None, dict(inputs))
 
 
+#: constant inputs up to this many elements are given to shape inference as values (shape-like inputs)
+VALUE_INPUT_ELEMENTS = 64
+
+
+def check_output_sizes(node: Node, inputs: dict[str, np.ndarray], opset: int) -> None:
+    """ShapeError (:mod:`espq.ir.limits`) when ONNX shape inference on the node with its small constant
+    inputs as values declares an output beyond the size limit (ConstantOfShape, Expand, Tile, Range,
+    Resize, Pad...): checked before onnxruntime allocates it. Nodes inference cannot handle pass."""
+    proto = helper.make_node(node.op_type, node.inputs, node.outputs, name=node.name)
+    proto.attribute.extend(_make_attr(k, v) for k, v in sorted(node.attrs.items()))
+    small = {k: v for k, v in inputs.items() if v.dtype != object and v.size <= VALUE_INPUT_ELEMENTS}
+    graph_inputs = [
+        helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(arr.dtype), list(arr.shape))
+        for name, arr in inputs.items()
+        if name not in small and arr.dtype != object
+    ]
+    outputs = [helper.make_empty_tensor_value_info(o) for o in node.outputs if o]
+    inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in small.items()]
+    g = helper.make_graph([proto], f"size_{node.name}", graph_inputs, outputs, inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # noqa: BLE001 - onnx raises many types; onnxruntime reports the real problem
+        return
+    for vi in inferred.graph.output:
+        dims = vi.type.tensor_type.shape.dim
+        if vi.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
+            check_shape(
+                f"node '{node.name}' ({node.op_type}) output '{vi.name}'", [d.dim_value for d in dims]
+            )
+
+
 def _foldable(graph: Graph, node: Node) -> str | None:
     if node.op_type in NEVER_FOLD or node.op_type == "Constant":
         return "never folded"
@@ -97,6 +131,7 @@ def fold_constants(graph: Graph) -> int:
             skip(logger, node, reason)
             continue
         feeds = {i: np.asarray(graph.initializers[i]) for i in dict.fromkeys(names)}
+        check_output_sizes(node, feeds, graph.opset)
         try:
             results = evaluate_node(node, feeds, graph.opset)
         except Exception as exc:  # onnxruntime raises many exception types

@@ -53,6 +53,8 @@ def run_cli(
         if check or not inputs:
             report = check_test_values(path if model is None else model, target)
             print(report.format())
+            if report.ok and report.weak:
+                print(f"warning: {report.weak_message}", file=sys.stderr)
             if not inputs:
                 return 0 if report.ok else 1
             if not report.ok:

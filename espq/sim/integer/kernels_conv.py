@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from espq.errors import EspdlFormatError, UnsupportedOpError
 from espq.espdl import layout as espdl_layout
+from espq.ir.limits import check_shape
 from espq.sim.integer.base import IntContext, QTensor, int_bits, register_int
 from espq.targets import Rounding, Target
 
@@ -339,6 +340,10 @@ def conv(ctx: IntContext, inputs: list[QTensor | None]) -> list[QTensor]:
     if one_d:
         pads, strides, dil = [0, pads[0], 0, pads[1]], [1] + strides, [1] + dil
     pt, pl, pb, pr = pads
+    check_shape(
+        f"node '{ctx.node.name}' (Conv) padded input",
+        [xd.shape[0], xd.shape[1] + pt + pb, xd.shape[2] + pl + pr, xd.shape[3]],
+    )
     groups = group if depthwise else 1
     xs: dict[torch.dtype, torch.Tensor] = {}
 

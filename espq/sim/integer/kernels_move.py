@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from espq.errors import EspdlFormatError, UnsupportedOpError
+from espq.ir.limits import check_shape
 from espq.sim.integer.base import IntContext, QTensor, register_int
 
 
@@ -139,6 +140,7 @@ def pad(ctx: IntContext, inputs: list[QTensor | None]) -> list[QTensor]:
     crop = tuple(slice(max(-b, 0), data.shape[i] - max(-e, 0)) for i, (b, e) in enumerate(full))
     data = data[crop]
     width = [(max(b, 0), max(e, 0)) for b, e in full]
+    check_shape(f"node '{ctx.node.name}' (Pad) output", [n + b + e for n, (b, e) in zip(data.shape, width)])
     if mode == "constant":
         cv = ctx.params.get(2)
         value = int(cv.values()[0]) if cv is not None and cv.numel else 0

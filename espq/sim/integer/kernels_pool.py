@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from espq.errors import EspdlFormatError
+from espq.ir.limits import check_shape
 from espq.sim.integer.base import IntContext, QTensor, register_int, saturate
 from espq.targets.rounding import round_by_mode
 
@@ -26,6 +27,10 @@ def _geometry(ctx: IntContext, x: np.ndarray) -> tuple[np.ndarray, list[int], li
     k = [int(v) for v in ctx.attr("kernel_shape")]
     s = [int(v) for v in ctx.attr("strides", [1] * nsp)]
     p = [int(v) for v in ctx.attr("pads", [0] * 2 * nsp)]
+    padded = [d + p[i] + p[i + nsp] for i, d in enumerate(x.shape[1:-1])] if len(p) == 2 * nsp else []
+    check_shape(
+        f"node '{ctx.node.name}' ({ctx.node.op_type}) padded input", [x.shape[0], *padded, x.shape[-1]]
+    )
     if nsp == 1:
         return x[:, None], [1] + k, [1] + s, [0, p[0], 0, p[1]]
     return x, k, s, p

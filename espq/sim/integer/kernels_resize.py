@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from espq.errors import EspdlFormatError, UnsupportedOpError
+from espq.ir.limits import check_shape
 from espq.sim.integer.base import IntContext, QTensor, register_int
 from espq.sim.integer.kernels_act import (
     activation_input,
@@ -140,6 +141,7 @@ def resize(ctx: IntContext, inputs: list[QTensor | None]) -> list[QTensor]:
         )
     mode = ctx.attr("mode", "nearest")
     scales, sizes = _scales_and_sizes(ctx, x.shape)
+    check_shape(f"node '{ctx.node.name}' (Resize) output", [x.shape[0], *sizes, x.shape[-1]])
     if mode == "nearest":
         out = _nearest(ctx, x, scales, sizes)
     elif mode == "linear":

@@ -18,6 +18,7 @@ import numpy as np
 from espq.errors import ConfigError, EspdlFormatError, InputDataError, UnsupportedOpError
 from espq.espdl import read
 from espq.espdl.model import EspdlModel, EspdlValueInfo
+from espq.espdl.validate import require_valid
 from espq.ir.passes.split_mixed_outputs import expand_split_outputs, join_split_outputs, split_record
 from espq.sim.integer import layout_replay as io
 from espq.sim.integer.base import INT_KERNELS, IntContext, QTensor
@@ -62,7 +63,10 @@ class IntegerRunner:
     """Integer execution of one `.espdl` model on the host, bit-exact with ESP-DL on ``target``.
 
     ``model_or_path``: an :class:`EspdlModel` or a path to a `.espdl` file. ``target``: chip name;
-    defaults to the file's ``metadata_props["target"]``.
+    defaults to the file's ``metadata_props["target"]``. The model is validated first
+    (:func:`espq.espdl.validate.require_valid`: :class:`espq.errors.InvalidFileError` naming the first
+    violation); kernels refuse declared sizes beyond :mod:`espq.ir.limits` before allocating; float
+    inputs must be finite (InputDataError).
 
     Layouts: ``self.perms[name]`` (or :meth:`perm`) is the permutation that maps a tensor's exported
     layout to its ONNX layout (exported axis i = ONNX axis ``perm[i]``), recovered by replaying
@@ -92,6 +96,7 @@ class IntegerRunner:
             raise UnsupportedOpError(
                 f"{self.source}: no integer kernel for {listing}; espq cannot run this op bit-exactly yet"
             )
+        require_valid(self.model, self.source)  # exponents, data lengths, sizes: before allocating
 
     def reset(self) -> None:
         """Clear the state kept between runs (StreamingCache windows), like ``Model::reset``."""
@@ -202,7 +207,15 @@ class IntegerRunner:
             out_shapes=[io.static_shape(vi) for vi in vis],
             state=self._state.setdefault(node.name, {}),
         )
-        results = INT_KERNELS[node.op_type](ctx, args)
+        try:
+            results = INT_KERNELS[node.op_type](ctx, args)
+        except (ValueError, IndexError, TypeError, KeyError, RuntimeError) as exc:
+            # numpy/torch errors of a kernel: the file's shapes or attributes disagree with each other
+            raise EspdlFormatError(
+                f"{self.source}: node '{node.name}' ({node.op_type}) cannot run on its inputs "
+                f"({type(exc).__name__}: {exc}); the file's shapes or attributes are inconsistent "
+                "(a corrupt file; report it if espq wrote it)"
+            ) from exc
         for t, vi, q in zip(node.outputs, vis, results):
             if not t or q is None:
                 continue
