@@ -186,3 +186,27 @@ def test_esp_ppq_tqt_settings_switch_on_the_step_with_their_fields():
     options = dict(steps.steps)["tqt"]
     assert (options["steps"], options["block_size"], options["lr"]) == (7, 2, 1e-4)
     assert steps.build(PLAN)[-1].options.steps == 7
+
+
+def test_holdout_keeps_tqt_only_when_it_helps_on_held_aside_batches(demo):
+    from espq.quant.steps import StepContext
+
+    qm, calib, _ = demo
+    batches = [{qm.graph.inputs[0]: b} for b in calib]
+    context = StepContext(
+        graph=qm.graph, target=qm.target, plan=qm.plan, batches=batches, float_graph=qm.float_graph
+    )
+    bad = make_step("tqt", {"holdout": 2, "steps": 5, "lr": 5.0})
+    out = bad.apply(context)
+    assert bad.kept is False and out is context  # a step that hurts leaves the calibrated model
+    good = make_step("tqt", {"holdout": 2, "steps": 40, "lr": 1e-3})
+    out = good.apply(context)
+    assert good.kept is (out is not context)
+    if good.kept:
+        held = {qm.graph.inputs[0]: np.concatenate(calib[-2:])}
+        tuned = QuantizedModel(out.graph, out.plan, qm.target, float_graph=qm.float_graph)
+        assert _nsr(tuned, held[qm.graph.inputs[0]]) < _nsr(qm, held[qm.graph.inputs[0]])
+    with pytest.raises(espq.errors.ConfigError, match="holdout"):
+        make_step("tqt", {"holdout": -1})
+    with pytest.raises(espq.errors.ConfigError, match="needs more kept calibration batches"):
+        make_step("tqt", {"holdout": 8}).apply(context)
