@@ -88,6 +88,9 @@ class OpFacts:
     shared_inputs: frozenset[int] = _NONE  #: parameters taking the activation input's exponent (§2.5)
     weight_bias: tuple[int, int | None] | None = None  #: (weight input, bias input): bias exp = in + w
     fixed_exponent_inputs: frozenset[int] = _NONE  #: RNN inputs with the fixed 16-bit exponent (§2.5)
+    #: RNN outputs with the fixed 16-bit exponent: LSTM's Y_c is the int16 cell state, whose exponent
+    #: ESP-DL asserts equals ``gate_exponent`` (``dl_module_lstm.hpp``)
+    fixed_exponent_outputs: frozenset[int] = _NONE
     shares_producer_spec: bool = False  #: a single-consumer producer takes this activation's spec (§2.6)
     relu_host: bool = False  #: a following single-consumer Relu is fused into it at export
     lut_bits: frozenset[int] = _NONE  #: widths at which the exporter replaces the op by a table
@@ -103,7 +106,14 @@ _8, _8_16 = frozenset({8}), frozenset({8, 16})
 
 
 def _f(op_type: str, layout: Layout, quant: Quant, **kw: object) -> OpFacts:
-    for key in ("index_inputs", "shared_inputs", "fixed_exponent_inputs", "lut_bits", "reads_lut_bits"):
+    for key in (
+        "index_inputs",
+        "shared_inputs",
+        "fixed_exponent_inputs",
+        "fixed_exponent_outputs",
+        "lut_bits",
+        "reads_lut_bits",
+    ):
         if key in kw:
             kw[key] = frozenset(kw[key])  # type: ignore[arg-type]
     return OpFacts(op_type, layout, quant, **kw)  # type: ignore[arg-type]
@@ -206,7 +216,14 @@ _ENTRIES: list[OpFacts] = [
     _f("LayerNormalization", L.ORIGINAL, Q.OBSERVED),
     _f("RMSNormalization", L.ORIGINAL, Q.OBSERVED, index_inputs={1}),
     _f("GRU", L.ORIGINAL, Q.OBSERVED, index_inputs={4}, fixed_exponent_inputs={3}),
-    _f("LSTM", L.ORIGINAL, Q.OBSERVED, index_inputs={4}, fixed_exponent_inputs={3, 6}),
+    _f(
+        "LSTM",
+        L.ORIGINAL,
+        Q.OBSERVED,
+        index_inputs={4},
+        fixed_exponent_inputs={3, 6},
+        fixed_exponent_outputs={2},
+    ),
     # not ESP-DL ops, named by espq's planner before canonicalisation or by the capability check
     _f("Dropout", L.ORIGINAL, Q.PASSIVE, esp_dl=False, note="removed by canonicalisation"),
     *(_not_esp_dl(op, L.ORIGINAL, index_inputs={1}) for op in ("Expand", "Tile", "TopK")),

@@ -58,6 +58,13 @@ RNN_FIXED_INPUTS: dict[str, frozenset[int]] = {
     op: f.fixed_exponent_inputs for op, f in OP_FACTS.items() if f.fixed_exponent_inputs
 }
 RNN_OPS = frozenset(RNN_FIXED_INPUTS)
+#: Recurrent ops: outputs with the fixed 16-bit exponent (LSTM's cell state Y_c).
+RNN_FIXED_OUTPUTS: dict[str, frozenset[int]] = {
+    op: f.fixed_exponent_outputs for op, f in OP_FACTS.items() if f.fixed_exponent_outputs
+}
+#: Recurrent ops' ``initial_h`` input: ESP-DL copies its raw codes into the hidden state (``memcpy``), so
+#: it must carry the Y / Y_h spec (ESP-PPQ slaves it to Y, esp_ppq_facts §2.6).
+RNN_INITIAL_H = 5
 
 
 #: Rounding of parameters (weights, biases, constants), done offline by the exporter on every target.

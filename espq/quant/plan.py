@@ -113,6 +113,33 @@ def _shares_with_host(graph: Graph, act: Node, uf: _UnionFind, bits: int) -> boo
     return host.op_type in rules.RELU_FUSION_HOSTS and act.op_type == "Relu" or uf.bits[uf.find(src)] == bits
 
 
+def _plan_recurrent(
+    graph: Graph,
+    node: Node,
+    uf: _UnionFind,
+    requant_groups: dict[str, tuple[str, list[str]]],
+    fixed_requant: dict[str, TensorSpec],
+    plan: QuantPlan,
+) -> None:
+    """GRU/LSTM specs as ESP-DL's modules need them (``dl_module_gru.hpp`` / ``dl_module_lstm.hpp``):
+    Y_h shares Y's group (the hidden state is written as Y and read back at Y_h's exponent); LSTM's Y_c
+    is int16 at the gate exponent (asserted by the module); an activation ``initial_h`` is requantized
+    to Y's spec and an activation ``initial_c`` to the fixed int16 spec (both are copied raw)."""
+    fixed = TensorSpec(bits=16, exponent=rules.RNN_FIXED_EXPONENT, source=FIXED)
+    y = node.outputs[0]
+    for k in rules.RNN_FIXED_OUTPUTS.get(node.op_type, ()):
+        if k < len(node.outputs) and node.outputs[k]:
+            plan.tensors[node.outputs[k]] = fixed
+    if len(node.outputs) > 1 and node.outputs[1] and y in uf:
+        uf.absorb(y, node.outputs[1])
+    for i, src in _activation_inputs(graph, node):
+        key = f"{node.name}:{i}"
+        if i == rules.RNN_INITIAL_H and y in uf and (src not in uf or uf.find(src) != uf.find(y)):
+            requant_groups[key] = (y, [])
+        elif i in rules.RNN_FIXED_INPUTS.get(node.op_type, ()):
+            fixed_requant[key] = fixed
+
+
 def _activation_inputs(graph: Graph, node: Node) -> list[tuple[int, str]]:
     return [(i, t) for i, t in enumerate(node.inputs) if t and t not in graph.initializers]
 
@@ -134,6 +161,7 @@ def build_plan(
     )
     uf = _UnionFind()
     requant_groups: dict[str, tuple[str, list[str]]] = {}  # requant key -> (group id, masters)
+    fixed_requant: dict[str, TensorSpec] = {}  # requant key -> fixed spec (LSTM initial_c)
 
     # graph inputs read by quantized nodes are quantized at their first quantized consumer's width
     for name in graph.inputs:
@@ -148,8 +176,9 @@ def build_plan(
             continue
         op = node.op_type
         if op not in rules.BOOL_OUTPUT_OPS and op not in rules.FLOAT_OUTPUT_OPS:
-            for out in node.outputs:
-                if out:
+            fixed_outs = rules.RNN_FIXED_OUTPUTS.get(op, frozenset())
+            for k, out in enumerate(node.outputs):
+                if out and k not in fixed_outs:
                     uf.add(out, b)
         acts = _activation_inputs(graph, node)
         if op in rules.PASSIVE_OPS and acts and acts[0][0] == 0:
@@ -184,6 +213,8 @@ def build_plan(
                     uf.absorb(out, src)
                 else:
                     requant_groups[f"{node.name}:{i}"] = (out, [])
+        elif op in rules.RNN_OPS:
+            _plan_recurrent(graph, node, uf, requant_groups, fixed_requant, plan)
         elif op in rules.ALIGN_TO_LARGEST:
             gid = f"{node.name}{COMPARISON_GROUP_SUFFIX}"
             masters = [src for src in node.inputs if src]  # constants too: their values are observed
@@ -198,7 +229,7 @@ def build_plan(
             continue
         for i, src in _activation_inputs(graph, node):
             key = f"{node.name}:{i}"
-            if key in requant_groups:
+            if key in requant_groups or key in fixed_requant:
                 continue
             if src not in uf or uf.bits[uf.find(src)] != b:
                 requant_groups[key] = (f"{src}@{b}", [src])
@@ -227,6 +258,7 @@ def build_plan(
         else:
             group_masters.setdefault(gid, masters)
             plan.requant[key] = TensorSpec(bits=b, source=OBSERVED, group=gid)
+    plan.requant.update(fixed_requant)
 
     # ------------------------------------------------------------------ parameters
     for node in graph.nodes:
@@ -261,6 +293,9 @@ def _plan_parameters(graph: Graph, node: Node, b: int, plan: QuantPlan, target, 
             plan.tensors[name] = TensorSpec(bits=b, source=SHARED, ref=(f"{node.name}:0",))
         elif i in rules.RNN_FIXED_INPUTS.get(op, ()):
             plan.tensors[name] = TensorSpec(bits=16, exponent=rules.RNN_FIXED_EXPONENT, source=FIXED)
+        elif op in rules.RNN_OPS and i == rules.RNN_INITIAL_H and node.outputs[0] in uf:
+            root = uf.find(node.outputs[0])  # a constant initial state: stored at Y's spec
+            plan.tensors[name] = TensorSpec(bits=uf.bits[root], source=SHARED, group=root, ref=(root,))
         elif key in plan.requant and plan.requant[key].group is not None:
             # aligned ops: a constant operand takes the aligned spec
             req = plan.requant.pop(key)

@@ -7,6 +7,7 @@
 * A consumer that needs another exponent or width than its input tensor has (requantize boundary)
   sees the input rounded again to that spec (an inserted ``EspqFakeQuant`` node).
 * Softmax/LogSoftmax outputs stay float (esp_dl_facts §4.8); comparisons give bools.
+* GRU/LSTM run the chip's integer gate arithmetic on the codes (:mod:`espq.sim.fakequant_rnn`).
 * int8 activations evaluate the float function on the dequantized input and round the result, which
   is exactly what the chip's 256-entry table holds (the exporter builds tables with the same kernels).
 * AveragePool/GlobalAveragePool use the chip's formula: integer window sum times the float32 scale
@@ -33,6 +34,7 @@ from espq.errors import UnsupportedOpError
 from espq.ir import Graph, Node
 from espq.ir import quant_rules as rules
 from espq.ir.spec import F32, S16, QuantPlan, TensorSpec
+from espq.sim.fakequant_rnn import rnn_kernel
 from espq.sim.float.executor import load_kernels, run_graph, run_segment
 from espq.sim.float.registry import KERNELS, KernelFn
 from espq.sim.lut import LUT16_OPS, build_table, int16_lut_kernel
@@ -165,6 +167,8 @@ class FakeQuantSim:
         }
         for op in WEIGHTED_OPS:
             kernels[op] = weighted
+        for op in rules.RNN_OPS:
+            kernels[op] = rnn_kernel(plan, self.target)
         return kernels
 
     def _use_int16_tables(self) -> None:

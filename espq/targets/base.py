@@ -128,6 +128,10 @@ class Target:
         prelu_int8_rescales: the int8 PRelu kernel rescales its positive side to the output exponent (PIE
             kernels; Espressif's S3 face detector has e_in 2 -> e_out 1) instead of copying it (C, §4.6).
         ops: the op support table (op_type -> OpSpec).
+        rnn_dotprod_simd: GRU/LSTM ``base::dotprod`` per activation width: the row length that must
+            divide a W / R row for the PIE kernel (exact integer sum, shift rounded with ``rounding``,
+            saturated to int16; ``dl_base_dotprod.cpp``); other rows, and chips without an entry, take
+            the C path (``round(float32(sum) · 2^-shift)``).
     """
 
     name: str
@@ -153,6 +157,7 @@ class Target:
     fused_prelu_as_relu_bits: frozenset[int]
     prelu_int8_rescales: bool
     ops: Mapping[str, OpSpec]
+    rnn_dotprod_simd: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
 
     def __hash__(self) -> int:
         return hash(self.name)

@@ -35,6 +35,7 @@ def pie_v2_target(name: str, description: str, aliases: tuple[str, ...]) -> Targ
         fused_prelu_as_relu_bits=frozenset(),
         prelu_int8_rescales=True,
         ops=OP_TABLE,
+        rnn_dotprod_simd=frozen_map({8: 16, 16: 8}),  # dl_esp32p4_dotprod_i8k8o16 / i16k16o16
     )
 
 

@@ -32,4 +32,5 @@ ESP32S3 = Target(
     fused_prelu_as_relu_bits=frozenset({8}),
     prelu_int8_rescales=True,
     ops=OP_TABLE,
+    rnn_dotprod_simd=frozen_map({8: 16, 16: 8}),  # dl_tie728_dotprod_i8k8o16 / i16k16o16
 )

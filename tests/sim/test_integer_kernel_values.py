@@ -8,7 +8,7 @@ from kernel_context import param, q, run_op
 
 from espq.sim.integer.kernels_act import round_f32, round_f64
 from espq.sim.integer.kernels_reduce import sqrt_newton
-from espq.sim.integer.kernels_rnn import gate_table, lut_get
+from espq.sim.integer.rnn_arith import gate_table, lut_get
 
 F32 = np.float32
 

@@ -10,6 +10,7 @@
 6. :func:`fuse_transposes` - compose Transpose chains, drop identity ones;
 7. :func:`attach_luts` - int8 tables / int16 ``LUT`` ops;
 8. :func:`drop_empty_optional_inputs` - empty Resize roi/scales become absent inputs;
+   :func:`prepare_rnn` - GRU/LSTM ``gate_exponent``, all-zero constant initial states become absent;
 9. :func:`check_supported` - every node's (op_type, quant_type) runs on the target.
 """
 
@@ -27,6 +28,7 @@ from espq.export.lower.matmul import prepare_dynamic_matmul
 from espq.export.lower.optional_inputs import drop_empty_optional_inputs
 from espq.export.lower.prelu import prelu_to_4d
 from espq.export.lower.quant_nodes import insert_quant_nodes
+from espq.export.lower.rnn import prepare_rnn
 from espq.export.lower.state import ExportState
 from espq.export.lower.transposes import fuse_transposes
 from espq.ir import Graph
@@ -69,6 +71,7 @@ def lower(
     fuse_transposes(state)
     int16 = attach_luts(state)
     drop_empty_optional_inputs(state)
+    prepare_rnn(state)
     check_supported(state)
     for name, value in state.graph.initializers.items():
         if np.asarray(value).size == 0:
@@ -90,6 +93,7 @@ __all__ = [
     "prepare_dynamic_matmul",
     "prelu_to_4d",
     "prepare_gemm",
+    "prepare_rnn",
     "split_scalar_gather",
     "to_channel_last",
 ]

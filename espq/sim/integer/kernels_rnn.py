@@ -1,27 +1,12 @@
 """GRU and LSTM kernels of the integer runner (batch 1, ``dl_module_gru.hpp`` / ``dl_module_lstm.hpp``).
 
-No op-test files exist for these ops (the generator failed), so the arithmetic below follows the
-ESP-DL module sources and esp_dl_facts.md §3.2 / esp_ppq_facts.md §2.8 and is checked against a float
-reference in the tests, not against chip outputs. Assumed arithmetic (quantized paths):
+The quantized arithmetic lives in :mod:`espq.sim.integer.rnn_arith` (shared with the fake-quant
+simulator; the chip facts and what the source leaves open are listed there). This module reads the
+node: operands (parameters or activations), exponents from the file's ValueInfos (Y, Y_h, Y_c),
+``gate_exponent`` (default −8, as the module's deserializer), ``direction`` (forward or bidirectional;
+ESP-DL treats any other value as forward, espq refuses it) and ``layout``.
 
-* Gate pre-activations live in int16 with the gate exponent ``g`` (attribute ``gate_exponent``,
-  default −8; ESP-PPQ writes −9): ``dotprod`` of a W / R row with x / h is an int32/int64 sum,
-  requantised as ``round(float32(acc) · 2^−shift)`` with ``shift = g − (e_x + e_w)`` (resp.
-  ``g − (e_h + e_r)``), saturated to int16. The int16 biases B (exponent g) are added to the raw int16
-  values; the C ``int16 += int`` wraps.
-* Sigmoid / tanh of a gate value come from float tables at exponent g (``math::SigmoidLUT(g, ±6.3)``,
-  ``TanhLUT(g, ±3.5)``): entries ``f(i · 2^g)`` for ``0 ≤ i ≤ qmax`` with
-  ``qmax = (int)(6.3 / 2^g) + 1`` (3.5 for tanh); ``|index| > qmax`` uses the last entry, negative
-  indices use ``1 − table[−i]`` / ``−table[−i]``.
-* GRU (linear_before_reset = 1, gate order z, r, n): ``z, r = σ(in + hid)``;
-  ``n = tanh_lut(round(in_n + r · hid_n))``; ``h = round((1 − z) · n · 2^−e_y + z · h_prev)`` saturated.
-  The state h keeps the Y_h exponent; ``initial_h`` is requantised to it.
-* LSTM (gate order i, o, f, c): ``pre = in + Wb + hid + Rb`` (int16, wraps); ``c = round(f · c_prev +
-  i · g · 2^−e_c)`` stored as int16 (exponent g; C conversion wraps); ``h = round(o · tanh_lut(c) ·
-  2^−e_y)`` saturated. ``initial_h`` / ``initial_c`` are copied raw. bidirectional runs the second
-  direction backwards in time.
-
-float32 nodes run ONNX GRU/LSTM in float32 with ``dl::math`` sigmoid/tanh.
+float32 nodes run ONNX GRU/LSTM in float32 with ``dl::math`` sigmoid/tanh (forward only for GRU here).
 """
 
 from __future__ import annotations
@@ -30,8 +15,8 @@ import numpy as np
 
 from espq.errors import EspdlFormatError, UnsupportedOpError
 from espq.sim.integer.base import IntContext, QTensor, register_int
-from espq.sim.integer.kernels_act import round_f32, saturate, scale_f32, sigmoid_f32, tanh_f32
-from espq.targets.rounding import shift_round
+from espq.sim.integer.kernels_act import sigmoid_f32, tanh_f32
+from espq.sim.integer.rnn_arith import RnnArith, RnnExponents, gru_codes, lstm_codes
 
 F32 = np.float32
 
@@ -51,34 +36,6 @@ def _required(ctx: IntContext, inputs: list[QTensor | None], i: int, what: str) 
     if v is None:
         raise EspdlFormatError(f"node '{ctx.node.name}' ({ctx.node.op_type}): input {i} ({what}) is missing")
     return v
-
-
-def gate_table(exponent: int, bound: float, tanh: bool) -> tuple[np.ndarray, int]:
-    """``math::SigmoidLUT`` / ``TanhLUT`` at ``exponent``: (table[0..qmax], qmax)."""
-    scale = scale_f32(exponent)
-    qmax = int(F32(bound) / scale) + 1
-    qmin = int(F32(-bound) / scale) - 1
-    qmax = max(qmax, -qmin)
-    xs = (np.arange(qmax + 1, dtype=F32) * scale).astype(F32)
-    return (tanh_f32(xs) if tanh else sigmoid_f32(xs)), qmax
-
-
-def lut_get(table: np.ndarray, qmax: int, idx: np.ndarray, tanh: bool) -> np.ndarray:
-    """``SigmoidLUT::get`` / ``TanhLUT::get`` for int indices."""
-    idx = np.asarray(idx, dtype=np.int64)
-    val = table[np.minimum(np.abs(idx), qmax)]
-    neg = (-val) if tanh else (F32(1) - val)
-    return np.where(idx < 0, neg, val).astype(F32)
-
-
-def _dot(w: np.ndarray, v: np.ndarray, shift: int) -> np.ndarray:
-    """``mat_vec_dotprod``: per row ``truncate16(round(float32(Σ w·v) · 2^−shift))``."""
-    acc = w.astype(np.int64) @ v.astype(np.int64)
-    return acc.astype(F32) * scale_f32(-shift)
-
-
-def _wrap16(v: np.ndarray) -> np.ndarray:
-    return np.asarray(v, dtype=np.int64).astype(np.int16).astype(np.int64)
 
 
 def _check_batch(ctx: IntContext, x: np.ndarray) -> tuple[int, int, int]:
@@ -117,13 +74,13 @@ def _q_exp(ctx: IntContext, k: int, default: int) -> int:
 
 @register_int("GRU")
 def gru(ctx: IntContext, inputs: list[QTensor | None]) -> list[QTensor]:
-    """GRU, forward, batch 1, linear_before_reset = 1 (see the module docstring)."""
+    """GRU, batch 1, linear_before_reset = 1 (see the module docstring)."""
     if int(ctx.attr("linear_before_reset", 0)) != 1:
         raise UnsupportedOpError(
             f"node '{ctx.node.name}' (GRU): ESP-DL needs linear_before_reset = 1 (PyTorch GRU semantics)"
         )
-    _directions(ctx, ("forward",))
     x, e_x = _required(ctx, inputs, 0, "X")
+    dirs = _directions(ctx, ("forward",) if x.dtype == np.float32 else ("forward", "bidirectional"))
     w, e_w = _required(ctx, inputs, 1, "W")
     r, e_r = _required(ctx, inputs, 2, "R")
     b = _operand(ctx, inputs, 3)
@@ -131,36 +88,23 @@ def gru(ctx: IntContext, inputs: list[QTensor | None]) -> list[QTensor]:
     hidden = int(ctx.attr("hidden_size", r.shape[-1]))
     seq, size, _ = _check_batch(ctx, x)
     xs = x.reshape(seq, size)
-    w, r = w.reshape(3 * hidden, size), r.reshape(3 * hidden, hidden)
     if x.dtype == np.float32:
-        return _gru_float(ctx, xs, w, r, b, h0, hidden)
-    g = int(ctx.attr("gate_exponent", -8))
+        return _gru_float(ctx, xs, w.reshape(3 * hidden, size), r.reshape(3 * hidden, hidden), b, h0, hidden)
     dt = _q_dtype(ctx, 0, x.dtype)
     e_y = _q_exp(ctx, 0, e_x)
-    e_h = _q_exp(ctx, 1, e_y)
-    sig, sig_max = gate_table(g, 6.3, tanh=False)
-    tnh, tnh_max = gate_table(g, 3.5, tanh=True)
-    h = np.zeros(hidden, np.int64)
-    if h0 is not None:  # TensorBase::assign: requantise to the state exponent
-        h = saturate(shift_round(h0[0].reshape(-1), e_h - h0[1], ctx.rounding), dt).astype(np.int64)
-    bias = b[0].reshape(-1).astype(np.int64) if b is not None else np.zeros(6 * hidden, np.int64)
-    out_scale = scale_f32(-e_y)
-    ys = []
-    for t in range(seq):
-        inp = saturate(round_f32(_dot(w, xs[t], g - (e_x + e_w)), ctx.rounding), np.int16).astype(np.int64)
-        hid = saturate(round_f32(_dot(r, h, g - (e_h + e_r)), ctx.rounding), np.int16).astype(np.int64)
-        inp, hid = _wrap16(inp + bias[: 3 * hidden]), _wrap16(hid + bias[3 * hidden :])
-        zr = lut_get(sig, sig_max, inp[: 2 * hidden] + hid[: 2 * hidden], tanh=False)
-        z, rg = zr[:hidden], zr[hidden:]
-        n_idx = round_f32(inp[2 * hidden :].astype(F32) + rg * hid[2 * hidden :].astype(F32), ctx.rounding)
-        n = lut_get(tnh, tnh_max, n_idx, tanh=True)
-        temp = ((F32(1) - z) * n * out_scale).astype(F32) + (z * h.astype(F32)).astype(F32)
-        h = saturate(round_f32(temp, ctx.rounding), dt).astype(np.int64)
-        ys.append(h.copy())
-    y = np.stack(ys).astype(dt)
+    arith = RnnArith.for_target(ctx.target, int(ctx.attr("gate_exponent", -8)), dt)
+    y, y_h = gru_codes(
+        arith,
+        xs,
+        w.reshape(dirs, 3 * hidden, size),
+        r.reshape(dirs, 3 * hidden, hidden),
+        None if b is None else b[0].reshape(dirs, 6 * hidden),
+        None if h0 is None else h0[0].reshape(dirs, hidden),
+        RnnExponents(e_x, e_w, e_r, e_y, _q_exp(ctx, 1, e_y)),
+    )
     return [
-        QTensor(y.reshape(_y_shape(ctx, seq, 1, hidden)), e_y),
-        QTensor(y[-1].reshape(_yh_shape(ctx, 1, hidden)), e_h),
+        QTensor(y.reshape(_y_shape(ctx, seq, dirs, hidden)), e_y),
+        QTensor(y_h.reshape(_yh_shape(ctx, dirs, hidden)), _q_exp(ctx, 1, e_y)),
     ]
 
 
@@ -208,59 +152,34 @@ def lstm(ctx: IntContext, inputs: list[QTensor | None]) -> list[QTensor]:
     bias = b[0].reshape(dirs, 8 * hidden) if b is not None else None
     hs = h0[0].reshape(dirs, hidden) if h0 is not None else None
     cs = c0[0].reshape(dirs, hidden) if c0 is not None else None
-    if x.dtype == np.float32:
-        step = _lstm_float_dir
-        e_y = e_c = 0
-        dt = np.dtype(np.float32)
-    else:
-        step = _lstm_int_dir
+    if x.dtype != np.float32:
         dt = _q_dtype(ctx, 0, x.dtype)
         e_y = _q_exp(ctx, 0, e_x)
         e_c = _q_exp(ctx, 2, int(ctx.attr("gate_exponent", -8)))
-    y = np.zeros((seq, dirs, hidden), dtype=dt)
-    y_h = np.zeros((dirs, hidden), dtype=dt)
-    y_c = np.zeros((dirs, hidden), dtype=np.float32 if dt == np.float32 else np.int16)
+        arith = RnnArith.for_target(ctx.target, int(ctx.attr("gate_exponent", -8)), dt)
+        y, y_h, y_c = lstm_codes(
+            arith, xs, w, r, bias, hs, cs, RnnExponents(e_x, e_w, e_r, e_y, _q_exp(ctx, 1, e_y), e_c)
+        )
+        return [
+            QTensor(y.reshape(_y_shape(ctx, seq, dirs, hidden)), e_y),
+            QTensor(y_h.reshape(_yh_shape(ctx, dirs, hidden)), _q_exp(ctx, 1, e_y)),
+            QTensor(y_c.reshape(_yh_shape(ctx, dirs, hidden)), e_c),
+        ]
+    y = np.zeros((seq, dirs, hidden), dtype=np.float32)
+    y_h = np.zeros((dirs, hidden), dtype=np.float32)
+    y_c = np.zeros((dirs, hidden), dtype=np.float32)
     for d in range(dirs):
         order = range(seq) if d == 0 else range(seq - 1, -1, -1)
         args = (xs, w[d], r[d], None if bias is None else bias[d], None if hs is None else hs[d])
-        c_init = None if cs is None else cs[d]
-        y_h[d], y_c[d] = step(ctx, args, c_init, hidden, list(order), y[:, d], (e_x, e_w, e_r, e_y, e_c), dt)
+        y_h[d], y_c[d] = _lstm_float_dir(args, None if cs is None else cs[d], hidden, list(order), y[:, d])
     return [
-        QTensor(y.reshape(_y_shape(ctx, seq, dirs, hidden)), e_y),
-        QTensor(y_h.reshape(_yh_shape(ctx, dirs, hidden)), _q_exp(ctx, 1, e_y)),
-        QTensor(y_c.reshape(_yh_shape(ctx, dirs, hidden)), e_c),
+        QTensor(y.reshape(_y_shape(ctx, seq, dirs, hidden)), 0),
+        QTensor(y_h.reshape(_yh_shape(ctx, dirs, hidden)), 0),
+        QTensor(y_c.reshape(_yh_shape(ctx, dirs, hidden)), 0),
     ]
 
 
-def _lstm_int_dir(ctx, args, c_init, hidden, order, y_out, exps, dt):
-    xs, w, r, bias, h_init = args
-    e_x, e_w, e_r, e_y, e_c = exps
-    g = int(ctx.attr("gate_exponent", -8))
-    e_h = _q_exp(ctx, 1, e_y)
-    sig, sig_max = gate_table(g, 6.3, tanh=False)
-    tnh, tnh_max = gate_table(g, 3.5, tanh=True)
-    h = h_init.astype(np.int64) if h_init is not None else np.zeros(hidden, np.int64)
-    c = c_init.astype(np.int64) if c_init is not None else np.zeros(hidden, np.int64)
-    wb = bias[: 4 * hidden].astype(np.int64) if bias is not None else np.zeros(4 * hidden, np.int64)
-    rb = bias[4 * hidden :].astype(np.int64) if bias is not None else np.zeros(4 * hidden, np.int64)
-    rescale_y, rescale_c = scale_f32(-e_y), scale_f32(-e_c)
-    for t in order:
-        inp = saturate(round_f32(_dot(w, xs[t], g - (e_x + e_w)), ctx.rounding), np.int16).astype(np.int64)
-        hid = saturate(round_f32(_dot(r, h, g - (e_h + e_r)), ctx.rounding), np.int16).astype(np.int64)
-        pre = _wrap16(inp + wb + hid + rb)
-        i_g = lut_get(sig, sig_max, pre[:hidden], tanh=False)
-        o_g = lut_get(sig, sig_max, pre[hidden : 2 * hidden], tanh=False)
-        f_g = lut_get(sig, sig_max, pre[2 * hidden : 3 * hidden], tanh=False)
-        g_g = lut_get(tnh, tnh_max, pre[3 * hidden :], tanh=True)
-        temp = (f_g * c.astype(F32)).astype(F32) + (i_g * g_g * rescale_c).astype(F32)
-        c = _wrap16(round_f32(temp, ctx.rounding))
-        temp = (o_g * lut_get(tnh, tnh_max, c, tanh=True) * rescale_y).astype(F32)
-        h = saturate(round_f32(temp, ctx.rounding), dt).astype(np.int64)
-        y_out[t] = h
-    return h.astype(dt), c.astype(np.int16)
-
-
-def _lstm_float_dir(ctx, args, c_init, hidden, order, y_out, exps, dt):
+def _lstm_float_dir(args, c_init, hidden, order, y_out):
     xs, w, r, bias, h_init = args
     h = h_init.astype(F32) if h_init is not None else np.zeros(hidden, F32)
     c = c_init.astype(F32) if c_init is not None else np.zeros(hidden, F32)
