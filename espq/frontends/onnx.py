@@ -149,7 +149,10 @@ def _simplify(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
     try:
         import onnxslim
 
-        slim = onnxslim.slim(model)
+        # FusionGemm rewrites a MatMul on a rank-3 input as Reshape(-1, K) -> Gemm -> Reshape(static shape),
+        # freezing the batch of the loaded shape: calibration with a larger batch would fail on the Reshape.
+        # espq's own matmul_add_to_gemm pass fuses the rank-2 cases.
+        slim = onnxslim.slim(model, skip_fusion_patterns=["FusionGemm"])
         if isinstance(slim, onnx.ModelProto) and len(slim.graph.node) > 0:
             return slim
     except Exception as exc:  # onnxslim is best effort: our passes fold constants as well

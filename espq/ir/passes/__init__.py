@@ -10,7 +10,10 @@ from espq.ir.passes.fold_batchnorm import fold_batchnorm
 from espq.ir.passes.fold_constants import fold_constants
 from espq.ir.passes.fold_shape_ops import fold_shape_ops
 from espq.ir.passes.fuse_add_to_bias import fuse_add_to_bias
+from espq.ir.passes.fuse_gelu import fuse_gelu
 from espq.ir.passes.fuse_layernorm import fuse_layernorm
+from espq.ir.passes.fuse_lpnorm import fuse_lpnorm
+from espq.ir.passes.fuse_rmsnorm import fuse_rmsnorm
 from espq.ir.passes.fuse_swish import fuse_swish
 from espq.ir.passes.infer_shapes import infer_shapes
 from espq.ir.passes.manager import CANONICAL_PASSES, PassReport, canonicalize
@@ -32,7 +35,10 @@ __all__ = [
     "fold_constants",
     "fold_shape_ops",
     "fuse_add_to_bias",
+    "fuse_gelu",
     "fuse_layernorm",
+    "fuse_lpnorm",
+    "fuse_rmsnorm",
     "fuse_swish",
     "infer_shapes",
     "matmul_add_to_gemm",

@@ -65,3 +65,57 @@ def set_value(graph: Graph, tensor: str, dtype: np.dtype | None, shape: tuple[in
     """Record the static type of a new activation tensor (no-op when the dtype is unknown)."""
     if dtype is not None:
         graph.values[tensor] = TensorInfo(np.dtype(dtype), shape)
+
+
+def scalar(graph: Graph, tensor: str) -> float | None:
+    """The value of a one-element constant ``tensor``, else ``None``."""
+    v = const(graph, tensor)
+    return float(np.asarray(v).reshape(-1)[0]) if v is not None and np.asarray(v).size == 1 else None
+
+
+def other_input(node: Node, tensor: str) -> str:
+    """The operand of binary ``node`` that is not ``tensor``."""
+    return node.inputs[1] if node.inputs[0] == tensor else node.inputs[0]
+
+
+def reduce_axes(graph: Graph, node: Node, r: int, op: str = "ReduceMean") -> list[int] | None:
+    """Sorted positive axes of a keepdims ``op`` node (attribute or opset-18 input), else ``None``."""
+    if node.op_type != op or int(node.attr("keepdims", 1)) != 1:
+        return None
+    if len(node.inputs) > 1 and node.inputs[1]:
+        axes = const(graph, node.inputs[1])
+        if axes is None:
+            return None
+        axes = [int(a) for a in np.asarray(axes).reshape(-1)]
+    else:
+        axes = node.attr("axes")
+    if not axes:
+        return list(range(r))
+    return sorted(positive_axes(list(axes), r))
+
+
+def trailing_param(graph: Graph, node: Node | None, tensor: str, op: str, shape: tuple[int, ...], axis: int):
+    """(per-element parameter of shape ``shape[axis:]``, the node) when ``node`` is ``op`` of ``tensor`` by a
+    constant that varies only over the trailing axes from ``axis`` on; ``(None, None)`` otherwise."""
+    if node is None or node.op_type != op or len(node.inputs) != 2 or tensor not in node.inputs:
+        return None, None
+    c = const(graph, other_input(node, tensor))
+    if c is None or c.ndim > len(shape) or not np.issubdtype(c.dtype, np.floating):
+        return None, None
+    c = c.reshape((1,) * (len(shape) - c.ndim) + c.shape)
+    if any(d != 1 for d in c.shape[:axis]) or any(d not in (1, s) for d, s in zip(c.shape, shape)):
+        return None, None
+    return np.broadcast_to(c[(0,) * axis], shape[axis:]).astype(np.float32), node
+
+
+def replace_chain(graph: Graph, chain: list[Node], node: Node) -> None:
+    """Replace the nodes of ``chain`` by ``node`` (which writes the chain's result, ``node.outputs``): the
+    chain's other outputs are forgotten and ``node`` takes the place of the chain's last node."""
+    last = graph.nodes.index(chain[-1])
+    index = sum(1 for n in graph.nodes[:last] if all(n is not c for c in chain))
+    for n in chain:
+        for o in n.outputs:
+            if o not in node.outputs:
+                graph.values.pop(o, None)
+    graph.nodes = [n for n in graph.nodes if all(n is not c for c in chain)]
+    graph.add_node(node, index)

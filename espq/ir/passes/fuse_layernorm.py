@@ -17,49 +17,18 @@ import logging
 import numpy as np
 
 from espq.ir.graph import Graph, Node
-from espq.ir.passes._common import add_initializer, const, positive_axes, skip, sole_consumer
+from espq.ir.passes._common import (
+    add_initializer,
+    other_input,
+    reduce_axes,
+    replace_chain,
+    scalar,
+    skip,
+    sole_consumer,
+    trailing_param,
+)
 
 logger = logging.getLogger(__name__)
-
-
-def _reduce_axes(graph: Graph, node: Node, r: int) -> list[int] | None:
-    """Sorted positive axes of a keepdims ReduceMean (attribute or opset-18 input), else ``None``."""
-    if node.op_type != "ReduceMean" or int(node.attr("keepdims", 1)) != 1:
-        return None
-    if len(node.inputs) > 1 and node.inputs[1]:
-        axes = const(graph, node.inputs[1])
-        if axes is None:
-            return None
-        axes = [int(a) for a in np.asarray(axes).reshape(-1)]
-    else:
-        axes = node.attr("axes")
-    if not axes:
-        return list(range(r))
-    return sorted(positive_axes(list(axes), r))
-
-
-def _scalar(graph: Graph, tensor: str) -> float | None:
-    """The value of a one-element constant ``tensor``, else ``None``."""
-    v = const(graph, tensor)
-    return float(np.asarray(v).reshape(-1)[0]) if v is not None and np.asarray(v).size == 1 else None
-
-
-def _other(node: Node, tensor: str) -> str:
-    return node.inputs[1] if node.inputs[0] == tensor else node.inputs[0]
-
-
-def _param(graph: Graph, node: Node | None, tensor: str, op: str, shape: tuple[int, ...], axis: int):
-    """(per-element parameter of shape ``shape[axis:]``, the node) when ``node`` is ``op`` by a constant
-    that varies only over the normalised axes; ``(None, None)`` otherwise."""
-    if node is None or node.op_type != op or len(node.inputs) != 2 or tensor not in node.inputs:
-        return None, None
-    c = const(graph, _other(node, tensor))
-    if c is None or c.ndim > len(shape) or not np.issubdtype(c.dtype, np.floating):
-        return None, None
-    c = c.reshape((1,) * (len(shape) - c.ndim) + c.shape)
-    if any(d != 1 for d in c.shape[:axis]) or any(d not in (1, s) for d, s in zip(c.shape, shape)):
-        return None, None
-    return np.broadcast_to(c[(0,) * axis], shape[axis:]).astype(np.float32), node
 
 
 def _match(graph: Graph, mean: Node) -> tuple[list[Node], dict] | None:
@@ -69,7 +38,7 @@ def _match(graph: Graph, mean: Node) -> tuple[list[Node], dict] | None:
     if shape is None:
         return None
     r = len(shape)
-    axes = _reduce_axes(graph, mean, r)
+    axes = reduce_axes(graph, mean, r)
     if axes is None or axes != list(range(r - len(axes), r)):
         return None
     axis = r - len(axes)
@@ -85,17 +54,17 @@ def _match(graph: Graph, mean: Node) -> tuple[list[Node], dict] | None:
         sq = readers.get("Mul")
         if sq is None or sq.inputs != [d, d]:
             return None
-    elif sq.inputs[0] != d or _scalar(graph, sq.inputs[1]) != 2.0:
+    elif sq.inputs[0] != d or scalar(graph, sq.inputs[1]) != 2.0:
         return None
     if div is None or div.inputs[0] != d:
         return None
     var = sole_consumer(graph, sq.outputs[0])
-    if var is None or _reduce_axes(graph, var, r) != axes:
+    if var is None or reduce_axes(graph, var, r) != axes:
         return None
     add = sole_consumer(graph, var.outputs[0])
     if add is None or add.op_type != "Add" or var.outputs[0] not in add.inputs:
         return None
-    eps = _scalar(graph, _other(add, var.outputs[0]))
+    eps = scalar(graph, other_input(add, var.outputs[0]))
     sqrt = sole_consumer(graph, add.outputs[0])
     if eps is None or eps < 0 or sqrt is None or sqrt.op_type != "Sqrt":
         return None
@@ -103,11 +72,11 @@ def _match(graph: Graph, mean: Node) -> tuple[list[Node], dict] | None:
         return None
     chain = [mean, sub, sq, var, add, sqrt, div]
     tail = div.outputs[0]
-    scale, mul = _param(graph, sole_consumer(graph, tail), tail, "Mul", shape, axis)
+    scale, mul = trailing_param(graph, sole_consumer(graph, tail), tail, "Mul", shape, axis)
     if mul is not None:
         chain.append(mul)
         tail = mul.outputs[0]
-    bias, badd = _param(graph, sole_consumer(graph, tail), tail, "Add", shape, axis)
+    bias, badd = trailing_param(graph, sole_consumer(graph, tail), tail, "Add", shape, axis)
     if badd is not None:
         chain.append(badd)
         tail = badd.outputs[0]
@@ -139,8 +108,6 @@ def fuse_layernorm(graph: Graph) -> int:
         inputs = [f["x"], add_initializer(graph, f"{mean.name}_ln_scale", f["scale"])]
         if f["bias"] is not None:
             inputs.append(add_initializer(graph, f"{mean.name}_ln_bias", f["bias"]))
-        last = graph.nodes.index(chain[-1])
-        index = sum(1 for n in graph.nodes[:last] if all(n is not c for c in chain))
         ln = Node(
             graph.unique_name(f"{mean.name}/LayerNorm"),
             "LayerNormalization",
@@ -148,11 +115,6 @@ def fuse_layernorm(graph: Graph) -> int:
             [f["out"]],
             {"axis": f["axis"], "epsilon": f["eps"]},
         )
-        for n in chain:
-            for o in n.outputs:
-                if o != f["out"]:
-                    graph.values.pop(o, None)
-        graph.nodes = [n for n in graph.nodes if all(n is not c for c in chain)]
-        graph.add_node(ln, index)
+        replace_chain(graph, chain, ln)
         count += 1
     return count

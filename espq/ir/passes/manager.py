@@ -13,6 +13,9 @@
 6b. ``fuse_layernorm`` — decomposed LayerNorm chains (ReduceMean/Sub/Pow/.../Div) become one
    ``LayerNormalization``; after 6 so ReduceMean axes are in their opset-18 input form or attribute,
    before 7/8 so its trailing Mul/Add are not taken for something else.
+6c. ``fuse_gelu``, ``fuse_rmsnorm``, ``fuse_lpnorm`` — decomposed GELU (erf and tanh forms), RMSNorm and
+   L1/L2 normalisation become ``Gelu`` / ``RMSNormalization`` / ``LpNormalization``; after 6b, whose
+   variance branch looks like an RMSNorm of ``x − mean``.
 7. ``matmul_add_to_gemm`` — creates Gemm (with its bias Add) so the next passes can treat it
    like Conv.
 8. ``fuse_add_to_bias`` — constant Add/Sub into Conv/ConvTranspose/Gemm bias; before BN folding so
@@ -48,7 +51,10 @@ from espq.ir.passes.fold_batchnorm import fold_batchnorm
 from espq.ir.passes.fold_constants import fold_constants
 from espq.ir.passes.fold_shape_ops import fold_shape_ops
 from espq.ir.passes.fuse_add_to_bias import fuse_add_to_bias
+from espq.ir.passes.fuse_gelu import fuse_gelu
 from espq.ir.passes.fuse_layernorm import fuse_layernorm
+from espq.ir.passes.fuse_lpnorm import fuse_lpnorm
+from espq.ir.passes.fuse_rmsnorm import fuse_rmsnorm
 from espq.ir.passes.fuse_swish import fuse_swish
 from espq.ir.passes.infer_shapes import infer_shapes
 from espq.ir.passes.matmul_add_to_gemm import matmul_add_to_gemm
@@ -70,6 +76,9 @@ CANONICAL_PASSES: tuple[Pass, ...] = (
     infer_shapes,
     normalize_attributes,
     fuse_layernorm,
+    fuse_gelu,
+    fuse_rmsnorm,
+    fuse_lpnorm,
     matmul_add_to_gemm,
     fuse_add_to_bias,
     fold_batchnorm,
