@@ -10,6 +10,12 @@ Checks (each finding is one line: the tensor/op, the measured damage, the fix es
   for all parts: the small part rounds to a few codes, e.g. YOLO's class scores next to box pixels).
 * ``clipped_op``: clipping at the calibrated exponent removes more than :data:`CLIP_ENERGY` of an
   activation's signal energy (from the calibration histogram; no extra forward pass).
+* ``argmax_disagreement``: a Softmax output whose argmax along the Softmax axis equals float's on
+  fewer than :data:`ARGMAX_AGREEMENT` of the positions (counted where float does not pick its most
+  common class when one class takes most positions: CTC's blank, a background class), e.g. an OCR
+  recogniser at int8; the fix is int16.
+* ``mask_disagreement``: a Sigmoid output whose values > 0.5 (the logit's sign) overlap float's with an
+  IoU below :data:`MASK_IOU` (a segmentation / text-probability map).
 
 The output checks run one float and one fake-quant forward on a few calibration samples (``samples``).
 """
@@ -27,12 +33,16 @@ import numpy as np
 import torch
 
 from espq.errors import ConfigError, EspqError
+from espq.ir.spec import S8
 
 GATE_SAMPLES = 4  #: the last kept calibration samples the output checks run on (keeps the gate cheap)
 CHANNEL_NSR = 0.5  #: a channel whose noise-to-signal ratio reaches this lost most of its signal
 CLIP_FRACTION = 0.01  #: fraction of an output's values beyond its representable range that is flagged
 CLIP_ENERGY = 0.5  #: fraction of an activation's signal energy removed by clipping that is flagged
 MIXED_RANGE_RATIO = 16.0  #: range ratio of a Concat's inputs (2**4) flagged as mixed-range
+ARGMAX_AGREEMENT = 0.5  #: a Softmax output's argmax agreeing with float's on fewer positions is flagged
+MASK_IOU = 0.5  #: a Sigmoid output's > 0.5 mask overlapping float's with a lower IoU is flagged
+MIN_POSITIONS = 16  #: decisions (argmax positions, mask pixels) needed before the two checks above judge
 ON_DAMAGE = ("warn", "error", "fix")
 
 
@@ -200,7 +210,61 @@ def check_outputs(qm, feeds: dict[str, Any]) -> list[Finding]:
         findings.append(Finding("mixed_range", out, concats[out].name, damage, *_output_fix(qm, out, {out})))
     for out in graph.outputs:
         findings += _output_findings(qm, out, fl[out], qu[out], mixed)
+        findings += _decision_findings(qm, out, fl[out], qu[out])
     return findings
+
+
+def _whole_model_fix(qm) -> tuple[str, dict[str, Any]]:
+    """int16 for every op quantized below 16 bits (the damage builds up through the network)."""
+    nodes = {n: 16 for n, t in qm.plan.node_types.items() if t == S8}
+    if not nodes:
+        return "float for the ops with the largest error (analyse the model: espq analyse)", {}
+    return (
+        "int16 for the whole model (bits=16), or int16 for the layers with the largest error "
+        "(espq.auto_mixed_precision)",
+        {"precision": nodes},
+    )
+
+
+def _argmax_agreement(f: np.ndarray, q: np.ndarray, axis: int) -> tuple[float, int, str]:
+    """(agreement, positions counted, which positions) of the argmax along ``axis``; positions where
+    float picks its most common class are left out when that class takes most but not all of them."""
+    fa, qa = f.argmax(axis=axis).ravel(), q.argmax(axis=axis).ravel()
+    values, counts = np.unique(fa, return_counts=True)
+    common, n_common = int(values[counts.argmax()]), int(counts.max())
+    if fa.size / 2 < n_common < fa.size:
+        keep = fa != common
+        return float(np.mean(fa[keep] == qa[keep])), int(keep.sum()), f"where float's class is not {common}"
+    return float(np.mean(fa == qa)), int(fa.size), "in all"
+
+
+def _decision_findings(qm, out: str, f: np.ndarray, q: np.ndarray) -> list[Finding]:
+    """Argmax agreement of Softmax outputs, > 0.5 mask IoU of Sigmoid outputs, against float."""
+    node = qm.graph.producer(out)
+    if node is None or f.ndim < 2:
+        return []
+    if node.op_type == "Softmax":
+        axis = int(node.attr("axis", -1))
+        agree, n, where = _argmax_agreement(f, q, axis)
+        if n >= MIN_POSITIONS and agree < ARGMAX_AGREEMENT:
+            everywhere = float(np.mean(f.argmax(axis=axis) == q.argmax(axis=axis)))
+            damage = (
+                f"argmax along axis {axis} equals float's on {agree:.0%} of {n} positions {where} "
+                f"({everywhere:.0%} of all {f.size // f.shape[axis]})"
+            )
+            return [Finding("argmax_disagreement", out, node.name, damage, *_whole_model_fix(qm))]
+    if node.op_type == "Sigmoid":
+        a, b = f > 0.5, q > 0.5
+        union = int(np.logical_or(a, b).sum())
+        if int(a.sum()) >= MIN_POSITIONS and union:
+            iou = float(np.logical_and(a, b).sum() / union)
+            if iou < MASK_IOU:
+                damage = (
+                    f"values > 0.5 overlap float's with IoU {iou:.2f} ({int(a.sum())} float, "
+                    f"{int(b.sum())} quantized of {a.size})"
+                )
+                return [Finding("mask_disagreement", out, node.name, damage, *_whole_model_fix(qm))]
+    return []
 
 
 def _output_findings(qm, out: str, f: np.ndarray, q: np.ndarray, mixed: Collection[str]) -> list[Finding]:
