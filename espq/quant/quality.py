@@ -196,13 +196,22 @@ def mixed_range_outputs(graph, feeds: dict[str, Any]) -> dict[str, str]:
     return {out: _ratio_text(amax) for out, amax in _mixed_ranges(concats, fl).items()}
 
 
-def check_outputs(qm, feeds: dict[str, Any]) -> list[Finding]:
-    """Output, channel and Concat checks of ``qm`` on ``feeds`` (one batch of a few samples)."""
+def _run_batches(run: Callable[..., dict], feeds: list[dict[str, Any]], outputs: list[str]) -> dict:
+    """``run`` on each batch of ``feeds`` (each as calibrated: a model whose batch size was folded into
+    its shapes runs only so), outputs concatenated along axis 0."""
+    results = [run(f, outputs=outputs) for f in feeds]
+    return {k: np.concatenate([np.asarray(r[k]) for r in results]) for k in outputs}
+
+
+def check_outputs(qm, feeds: dict[str, Any] | list[dict[str, Any]]) -> list[Finding]:
+    """Output, channel and Concat checks of ``qm`` on ``feeds`` (a batch of a few samples, or a list of
+    batches)."""
     graph = qm.graph
+    feeds = feeds if isinstance(feeds, list) else [feeds]
     concats = _concat_outputs(graph)
     parts = [t for node in concats.values() for t in node.inputs if t not in graph.initializers]
-    fl = qm.run_float(feeds, outputs=list(dict.fromkeys([*graph.outputs, *parts])))
-    qu = qm.run(feeds, outputs=list(graph.outputs))
+    fl = _run_batches(qm.run_float, feeds, list(dict.fromkeys([*graph.outputs, *parts])))
+    qu = _run_batches(qm.run, feeds, list(graph.outputs))
     findings: list[Finding] = []
     mixed = _mixed_ranges(concats, fl)
     for out, amax in mixed.items():
@@ -336,26 +345,34 @@ def check_clipping(qm) -> list[Finding]:
     return found
 
 
-def check_quality(qm, feeds: dict[str, Any] | None) -> QualityReport:
+def check_quality(qm, feeds: dict[str, Any] | list[dict[str, Any]] | None) -> QualityReport:
     """The gate's report on ``qm``: clipping from its calibration statistics and, with ``feeds`` (a batch
-    of a few samples by input name), the output checks. Stored as ``qm.quality``."""
+    of a few samples by input name, or a list of batches), the output checks. Stored as ``qm.quality``."""
     findings = check_clipping(qm)
     samples = 0
     if feeds:
+        feeds = feeds if isinstance(feeds, list) else [feeds]
         findings = check_outputs(qm, feeds) + findings
-        samples = int(next(iter(feeds.values())).shape[0])
+        samples = sum(int(np.asarray(next(iter(f.values()))).shape[0]) for f in feeds)
     qm.quality = QualityReport(findings, samples)
     return qm.quality
 
 
-def gate_feeds(
-    batches: list[dict[str, np.ndarray]], samples: int = GATE_SAMPLES
-) -> dict[str, np.ndarray] | None:
-    """One batch of the last ``samples`` samples of ``batches`` (the calibration batches espq kept)."""
+def gate_feeds(batches: list[dict[str, np.ndarray]], samples: int = GATE_SAMPLES) -> list[dict] | None:
+    """The last ``samples`` samples of ``batches`` (the calibration batches espq kept), as batches of the
+    calibrated batch size (the last batches; the earliest one trimmed to the count)."""
     if not batches:
         return None
-    names = list(batches[0])
-    return {n: np.concatenate([np.asarray(b[n]) for b in batches])[-samples:] for n in names}
+    picked: list[dict] = []
+    have = 0
+    for b in reversed(batches):
+        n = int(np.asarray(next(iter(b.values()))).shape[0])
+        take = min(n, samples - have)
+        picked.insert(0, {k: np.asarray(v)[n - take :] for k, v in b.items()})
+        have += take
+        if have >= samples:
+            break
+    return picked
 
 
 def _fix_setting(setting, findings: list[Finding]):

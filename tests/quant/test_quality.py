@@ -13,7 +13,7 @@ import espq
 from espq.errors import ConfigError
 from espq.espdl import read
 from espq.ir.passes.split_mixed_outputs import SPLIT_KEY, split_concat_outputs
-from espq.quant.quality import QualityError, QualityWarning, check_clipping
+from espq.quant.quality import QualityError, QualityWarning, check_clipping, gate_feeds
 
 
 def mixed_concat_model():
@@ -140,3 +140,19 @@ def test_split_can_be_switched_off_and_similar_ranges_are_not_split():
             mixed_concat_model(), random_batches([1, 2, 4, 4]), progress=False, split_mixed_outputs=False
         )
     assert qm.graph.outputs == ["y"] and SPLIT_KEY not in qm.graph.metadata
+
+
+def test_gate_runs_each_kept_batch_as_calibrated():
+    """A model whose batch size 1 is folded into a Reshape runs only with batch-1 feeds: the gate checks
+    the last 4 batch-1 calibration batches one by one (a 4-sample batch would fail)."""
+    nodes = [
+        helper.make_node("Reshape", ["x", "shape"], ["r"], name="reshape"),
+        helper.make_node("Mul", ["r", "k"], ["y"], name="mul"),
+    ]
+    inits = {"shape": np.array([1, 8], np.int64), "k": np.full((1, 8), 2.0, np.float32)}
+    model = make_model(nodes, [("x", [1, 2, 4])], [("y", [1, 8])], inits)
+    data = random_batches([1, 2, 4], n=6, batch=1)
+    qm = espq.quantize(model, data, progress=False)
+    assert qm.quality.samples == 4 and qm.quality.ok
+    picked = gate_feeds([{"x": b} for b in random_batches([1, 2, 4], n=3, batch=3)])
+    assert [p["x"].shape[0] for p in picked] == [1, 3]
