@@ -17,6 +17,14 @@ _INT = frozenset({S8, S16})
 _ALL = frozenset({S8, S16, F32})
 EQ, EQ_IN = ExponentRule.EQUAL, ExponentRule.EQUAL_INPUTS
 
+#: GRU/LSTM arithmetic (espq.sim.integer.rnn_arith) comes from ESP-DL's module source only.
+_RNN_NOTE = MappingProxyType(
+    {
+        "*": "no op-test files exist for this op: the integer gate arithmetic follows ESP-DL's module "
+        "source (dl_module_gru/lstm.hpp, dl_base_dotprod.cpp) and is not verified on a chip; whether the "
+        "compiler fuses its float32 multiply-adds is not known"
+    }
+)
 _NOT_ON_C = MappingProxyType(
     {
         "c": "Espressif's op tests do not run this op on C chips (op_cfg.toml restricts it to "
@@ -133,8 +141,8 @@ _SPECS: list[OpSpec] = [
     _spec("LayerNormalization", _ALL, param_inputs=(1, 2), notes=_NOT_ON_C),
     _spec("RMSNormalization", _ALL, param_inputs=(1,), notes=_NOT_ON_C),
     _spec("LpNormalization", _ALL, notes=_NOT_ON_C),
-    _spec("GRU", _ALL, param_inputs=(1, 2, 3), rules=(r.gru_linear_before_reset,)),
-    _spec("LSTM", _ALL, param_inputs=(1, 2, 3, 6)),
+    _spec("GRU", _ALL, param_inputs=(1, 2, 3), rules=(r.gru_linear_before_reset,), notes=_RNN_NOTE),
+    _spec("LSTM", _ALL, param_inputs=(1, 2, 3, 6), notes=_RNN_NOTE),
 ]
 
 #: op_type -> OpSpec for every op type ESP-DL registers (esp_dl §3.1: 71 strings).
