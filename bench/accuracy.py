@@ -9,10 +9,20 @@ integer simulator); espq ``espdl`` and ``best`` on the chip the same way (each r
 output noise-to-signal ratio against the float model (sum (q − f)² / sum f² over all evaluated
 outputs) of each chip run. ``--amp`` adds the automatic mixed-precision comparison on MobileNetV2.
 
+``tvmobilenetv2`` is torchvision's ImageNet MobileNetV2 (ReLU6; ../shared/models/torchvision_mobilenet_v2-
+b0353104.pth in :mod:`espq.testing.models`), the ESP-DL tutorial's model, on the shared ImageNet samples with
+torchvision's preprocessing; besides recipes, ``--recipes`` takes the tutorial's two settings (both on
+"espdl"): ``seed-int16`` (features.1's depthwise Conv and its ReLU6 at int16) and ``seed-eq`` (ReLU6 ->
+ReLU, equalization opt_level 2, 6 iterations, threshold 0.5). Its NSR and agreement are against the
+ReLU6 float model for every column.
+
+    python bench/accuracy.py --models tvmobilenetv2 --recipes espdl,seed-int16,seed-eq,best --limit 100
+
 Preprocessing and calibration as in ../shared/reference/RESULTS.md: CIFAR RGB/255 normalised with the
 ImageNet mean/std, calibration = the 1,000 calib images in a RandomState(0) permutation, 32 batches × 32
-(cycled); ImageNet center crop 224 of the 256-short-side samples, (x − mean)/std on 0–255, calibration
-16 × 32 from the 500 samples in a RandomState(0) permutation (cycled). PP-OCR: PaddleOCR's cls
+(cycled); ImageNet center crop 224 of the 256-short-side samples, (x − mean)/std on 0–255
+(torchvision's model: x/255 then its mean/std), calibration 16 × 32 from the 500 samples in a
+RandomState(0) permutation (cycled). PP-OCR: PaddleOCR's cls
 preprocessing (height 48, width ≤ 192 keeping aspect, right zero padding, (x/255 − 0.5)/0.5).
 
     python bench/accuracy.py --models resnet20 --targets esp32p4 --limit 500
@@ -31,11 +41,20 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 import espq
+from espq.quant.equalization import EqualizationSetting
 from espq.sim.integer import IntegerRunner
+from espq.testing.models import IMAGENET_MEAN, IMAGENET_STD, torchvision_mobilenet_v2
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CIFAR_MEAN, CIFAR_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 IMNET_MEAN, IMNET_STD = np.array([123.675, 116.28, 103.53]), np.array([58.395, 57.12, 57.375])
+#: the ESP-DL tutorial's two int16 layers of torchvision's MobileNetV2 (quantize_torch_model.py)
+SEED_INT16_NODES = (
+    "/features/features.1/conv/conv.0/conv.0.0/Conv",
+    "/features/features.1/conv/conv.0/conv.0.2/Clip",
+)
+#: the tutorial's equalization setting (ReLU6 -> ReLU, opt_level 2, 6 iterations, threshold 0.5)
+SEED_EQUALIZATION = EqualizationSetting(opt_level=2, iterations=6, value_threshold=0.5, clip_to_relu=True)
 WORDS = (
     "the quick brown fox jumps over lazy dog espressif quantization int8 model chip memory "
     "camera voice label price total date invoice number street city code sensor power"
@@ -69,6 +88,13 @@ def _imagenet_image(path: Path) -> np.ndarray:
     left, top = int(round((w - 224) / 2.0)), int(round((h - 224) / 2.0))
     x = np.asarray(img.crop((left, top, left + 224, top + 224)), dtype=np.float32)
     return ((x - IMNET_MEAN) / IMNET_STD).transpose(2, 0, 1).astype(np.float32)
+
+
+def _torchvision_image(path: Path) -> np.ndarray:
+    """torchvision's ImageNet eval transform (resize 256, center crop 224, x/255 then mean/std)."""
+    x = _imagenet_image(path) * IMNET_STD[:, None, None] + IMNET_MEAN[:, None, None]  # the 0-255 crop
+    mean, std = np.array(IMAGENET_MEAN)[:, None, None], np.array(IMAGENET_STD)[:, None, None]
+    return ((x / 255.0 - mean) / std).astype(np.float32)
 
 
 def _ocr_image(img: Image.Image) -> np.ndarray:
@@ -137,6 +163,21 @@ def load_task(model: str, limit: int | None) -> dict:
             y=labels[sel],
             ref="mobilenetv2_{target}_s8",
             ref_key="imnet_shared500",
+        )
+    if model == "tvmobilenetv2":
+        files = sorted((SHARED / "data" / "imagenet-samples").glob("*.JPEG"))
+        x_all = np.stack([_torchvision_image(f) for f in files])
+        labels = np.array([int(f.name.split("_")[0]) for f in files])
+        sel = _subset(len(files), limit)
+        return dict(
+            path=torchvision_mobilenet_v2(models / "torchvision_mobilenet_v2-b0353104.pth"),
+            shape=[1, 3, 224, 224],
+            calib=_batches(x_all, 16, 32),
+            x=x_all[sel],
+            y=labels[sel],
+            ref=None,
+            ref_key=None,
+            int16_nodes=SEED_INT16_NODES,
         )
     if model == "ppocr_cls":
         x, y = render_text_lines(limit or 200, seed=0)
@@ -208,6 +249,19 @@ def nsr(q: np.ndarray, f: np.ndarray) -> float:
     return float(((q - f) ** 2).sum() / max((f**2).sum(), 1e-30))
 
 
+def _config(name: str, task: dict) -> dict:
+    """``espq.quantize`` arguments of a bench column: a recipe name, or one of the ESP-DL tutorial's
+    settings: "seed-int16" (its two int16 layers, ``task["int16_nodes"]``) and "seed-eq" (ReLU6 -> ReLU
+    and its equalization setting), both on the "espdl" recipe."""
+    if name == "seed-int16":
+        setting = espq.QuantSetting(precision=dict.fromkeys(task["int16_nodes"], 16))
+        return dict(recipe="espdl", setting=setting)
+    if name == "seed-eq":
+        setting = espq.QuantSetting(equalization=True, equalization_setting=SEED_EQUALIZATION)
+        return dict(recipe="espdl", setting=setting)
+    return dict(recipe=name)
+
+
 def bench_row(
     model: str, target: str, recipes: list[str], limit: int | None, task: dict, bits: int = 8
 ) -> dict:
@@ -228,7 +282,7 @@ def bench_row(
         row["esp-ppq chip agree"] = agreement(q, f)
     for r in recipes:
         t0 = time.time()
-        qm = espq.quantize(graph, task["calib"], target=target, bits=bits, recipe=r, progress=False)
+        qm = espq.quantize(graph, task["calib"], target=target, bits=bits, progress=False, **_config(r, task))
         row[f"{r} s"] = time.time() - t0
         q = logits(lambda b, qm=qm: qm.run(b, outputs=[out]), task["x"], out)
         row[f"{r} sim"] = top1(q, task["y"])
