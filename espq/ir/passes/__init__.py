@@ -13,6 +13,7 @@ from espq.ir.passes.fuse_add_to_bias import fuse_add_to_bias
 from espq.ir.passes.fuse_gelu import fuse_gelu
 from espq.ir.passes.fuse_layernorm import fuse_layernorm
 from espq.ir.passes.fuse_lpnorm import fuse_lpnorm
+from espq.ir.passes.fuse_prelu import fuse_prelu
 from espq.ir.passes.fuse_rmsnorm import fuse_rmsnorm
 from espq.ir.passes.fuse_swish import fuse_swish
 from espq.ir.passes.infer_shapes import infer_shapes
@@ -38,6 +39,7 @@ __all__ = [
     "fuse_gelu",
     "fuse_layernorm",
     "fuse_lpnorm",
+    "fuse_prelu",
     "fuse_rmsnorm",
     "fuse_swish",
     "infer_shapes",

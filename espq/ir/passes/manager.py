@@ -24,6 +24,8 @@
    foldable BNs into extra convolutions.
 10. ``batchnorm_to_conv`` — what BN is left becomes a depthwise 1×1 Conv.
 11. ``fuse_swish`` — Sigmoid·Mul → Swish.
+11a. ``fuse_prelu`` — Keras's Relu(x) + c·Relu(−x) (tf2onnx) → PRelu(x, −c); needs c folded (4) and
+    x's rank (5).
 11b. ``minmax_to_clip`` — Max/Min with a one-valued constant → Clip, Clip chains → one Clip; after
     fold_constants (the constant must be an initializer) and normalize_attributes (Clip inputs form).
 11c. ``pool_ceil_to_pads`` — ceil-mode MaxPool → floor mode with larger end pads; needs shapes (5).
@@ -54,6 +56,7 @@ from espq.ir.passes.fuse_add_to_bias import fuse_add_to_bias
 from espq.ir.passes.fuse_gelu import fuse_gelu
 from espq.ir.passes.fuse_layernorm import fuse_layernorm
 from espq.ir.passes.fuse_lpnorm import fuse_lpnorm
+from espq.ir.passes.fuse_prelu import fuse_prelu
 from espq.ir.passes.fuse_rmsnorm import fuse_rmsnorm
 from espq.ir.passes.fuse_swish import fuse_swish
 from espq.ir.passes.infer_shapes import infer_shapes
@@ -84,6 +87,7 @@ CANONICAL_PASSES: tuple[Pass, ...] = (
     fold_batchnorm,
     batchnorm_to_conv,
     fuse_swish,
+    fuse_prelu,
     minmax_to_clip,
     pool_ceil_to_pads,
     convtranspose_to_conv,
