@@ -84,6 +84,9 @@ class OpFacts:
     axes: Axes = Axes.NONE
     axis_default: int = 0
     aligned_inputs: tuple[int, ...] | None = None  #: ALIGN_TO_OUTPUT: aligned input indices (None = all)
+    #: ALIGN_TO_OUTPUT ops whose output range can collapse below their inputs' (``x - mean(x)``): the
+    #: aligned exponent also covers the inputs' ranges when the output's would clip them (§4.4)
+    covers_inputs: bool = False
     index_inputs: frozenset[int] = _NONE  #: indices/shapes, never quantized (§2.4)
     shared_inputs: frozenset[int] = _NONE  #: parameters taking the activation input's exponent (§2.5)
     weight_bias: tuple[int, int | None] | None = None  #: (weight input, bias input): bias exp = in + w
@@ -175,8 +178,8 @@ _ENTRIES: list[OpFacts] = [
         + ("Reciprocal", "Selu", "Softsign")
     ),
     # broadcasting binary ops (§4.4, §4.5, §4.11)
-    _f("Add", L.BROADCAST, Q.ALIGN_TO_OUTPUT, buffer=B.INPLACE),
-    _f("Sub", L.BROADCAST, Q.ALIGN_TO_OUTPUT, buffer=B.INPLACE),
+    _f("Add", L.BROADCAST, Q.ALIGN_TO_OUTPUT, covers_inputs=True, buffer=B.INPLACE),
+    _f("Sub", L.BROADCAST, Q.ALIGN_TO_OUTPUT, covers_inputs=True, buffer=B.INPLACE),
     _f("Mul", L.BROADCAST, Q.OBSERVED, buffer=B.INPLACE),
     _f("Div", L.BROADCAST, Q.OBSERVED),
     _f("Pow", L.BROADCAST, Q.OBSERVED),

@@ -24,6 +24,12 @@ ALIGN_TO_OUTPUT: dict[str, tuple[int, ...] | None] = {
     op: f.aligned_inputs for op, f in OP_FACTS.items() if f.quant is Quant.ALIGN_TO_OUTPUT
 }
 
+#: Aligned ops (Add/Sub) whose aligned exponent must also cover the inputs' ranges when the output's
+#: range collapses (a decomposed LayerNorm's ``x - mean(x)``): the kernel saturates each input at the
+#: output's exponent before adding (esp_dl_facts §4.4), so an exponent fitted to the output alone clips
+#: both operands to the same code and the difference to 0.
+INPUT_COVERING_OPS = ops_with(covers_inputs=True)
+
 #: Comparisons compare raw integers: all inputs share one exponent chosen from the largest range.
 ALIGN_TO_LARGEST = ops_with(quant=Quant.ALIGN_TO_LARGEST)
 

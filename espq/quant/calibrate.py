@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from espq.errors import ConfigError
 from espq.ir import Graph, Node
 from espq.ir.spec import DERIVED, FIXED, OBSERVED, SHARED, QuantPlan, TensorSpec
-from espq.quant.observers import TensorStats, observe_exponent, weight_exponents
+from espq.quant.observers import TensorStats, expected_mse, observe_exponent, weight_exponents
 from espq.quant.plan import PlanSkeleton
 from espq.sim.float.executor import run_graph
 from espq.sim.memory import reuse_freed_memory
@@ -78,28 +78,40 @@ def _merged(stats: dict[str, TensorStats], masters: list[str]) -> TensorStats:
     return out
 
 
-#: An Add/Sub output exponent this many steps (or more) below its inputs' marks a collapsed output
-#: range (a difference of close values), where fitting the output alone clips the operands.
-COLLAPSE_STEPS = 2
+#: An Add/Sub exponent above the output's is taken only when its estimated error is at most this
+#: fraction of the output-fitted exponent's (a clear win: the inputs would be clipped, not just rounded).
+COVER_GAIN = 0.5
 
 
 def covering_exponent(
     skeleton: PlanSkeleton, gid: str, exponent: int, stats: dict[str, TensorStats], bits: int, algorithm: str
 ) -> int:
-    """The exponent of Add/Sub group ``gid``: ``exponent`` (fitted to the output), or the largest
-    exponent its aligned inputs need when that is :data:`COLLAPSE_STEPS` or more above it.
+    """The exponent of Add/Sub group ``gid``: ``exponent`` (fitted to the output's range), or a larger
+    one, up to what the aligned inputs need, whose estimated output error is at most
+    :data:`COVER_GAIN` times ``exponent``'s.
 
-    ESP-DL adds/subtracts raw codes that were saturated at the output's exponent (esp_dl_facts.md §4.4);
-    ESP-PPQ fits that exponent to the output's range ('Align to Output'). When the output is much
-    narrower than the operands (``x - mean(x)`` of a decomposed LayerNorm), both operands saturate to
-    the same code and the output becomes 0. Covering the operands keeps the output coarse but right; a
-    smaller gap (ResNet's Add -> Relu) keeps the output's exponent (measured: README, issue 13).
+    ESP-DL adds/subtracts raw codes saturated at the output's exponent (esp_dl_facts.md §4.4); ESP-PPQ
+    fits that exponent to the output's range ('Align to Output'). When the output is narrower than the
+    operands (``x - mean(x)`` of a decomposed LayerNorm), both operands saturate to the same code and
+    the output becomes 0. The error of ``sat(q(a) ± q(b))`` at exponent ``e`` is estimated from the
+    calibration histograms as the sum of each input's expected squared error at ``e`` (rounding and
+    clipping) plus the output's (its saturation).
     """
     inputs = [t for t in skeleton.group_inputs.get(gid, ()) if t in stats and stats[t].count]
-    if not inputs:
+    masters = [t for t in skeleton.group_masters.get(gid, ()) if t in stats and stats[t].count]
+    if not inputs or not masters:
         return exponent
     need = max(observe_exponent(stats[t], bits, algorithm) for t in inputs)
-    return need if need - exponent >= COLLAPSE_STEPS else exponent
+    if need <= exponent:
+        return exponent
+    out = _merged(stats, masters)
+
+    def error(e: int) -> float:
+        return sum(expected_mse(stats[t], e, bits) for t in inputs) + expected_mse(out, e, bits)
+
+    base = error(exponent)
+    best = min(range(exponent + 1, need + 1), key=lambda e: (error(e), e))
+    return best if error(best) <= COVER_GAIN * base else exponent
 
 
 def resolve_exponents(

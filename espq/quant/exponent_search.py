@@ -24,7 +24,7 @@ import torch
 from espq.ir import Graph, Node
 from espq.ir.spec import OBSERVED, QuantPlan, TensorSpec
 from espq.quant.bias_correction import stack_batches
-from espq.quant.calibrate import resolve_dependent_specs
+from espq.quant.calibrate import covering_exponent, resolve_dependent_specs
 from espq.quant.observers import TensorStats, expected_mse
 from espq.quant.plan import PlanSkeleton
 from espq.sim.float.executor import run_graph
@@ -151,6 +151,10 @@ def search_exponents(
             group_exp[gid] = best if errs[best] < errs[int(spec.exponent)] else int(spec.exponent)
         elif (merged := _merged(stats, masters)) is not None:
             group_exp[gid] = best_activation_exponent(merged, int(spec.exponent), spec.bits)
+        if gid in group_exp and gid in skeleton.group_inputs:  # Add/Sub: keep covering the inputs
+            group_exp[gid] = covering_exponent(
+                skeleton, gid, group_exp[gid], stats, spec.bits, plan.calib_algorithm
+            )
 
     def regroup(spec):
         return spec.with_exponent(group_exp[spec.group]) if spec.group in group_exp else spec

@@ -8,6 +8,9 @@ Rules (esp_ppq_facts.md §2.3–§2.7, esp_dl_facts.md §3.2/§4):
 * Add/Sub/Concat/Resize: inputs aligned to the output. A producer that is not passive, has this op as
   its only consumer and runs at the same bit width joins the output's group; otherwise the producer keeps
   its own spec and a requantize step is recorded for that input.
+* Add/Sub also record their aligned inputs per group (``group_inputs``): calibration raises the group's
+  exponent to cover the inputs' ranges where the output's range collapsed below them
+  (:func:`espq.quant.calibrate.covering_exponent`; ESP-PPQ fits the output only).
 * Comparisons: all inputs take one spec from their merged range ("align to largest").
 * Wherever a consumer needs another bit width or exponent than the tensor has, a requantize step.
 * Weights observed (per channel on targets that support it), bias derived (input + weight exponent,
@@ -44,12 +47,15 @@ class PlanSkeleton:
     group_masters: dict[str, list[str]] = field(default_factory=dict)
     #: groups whose observer is fixed by the rules (comparisons: min/max over all inputs, §2.6)
     group_algorithms: dict[str, str] = field(default_factory=dict)
+    #: Add/Sub groups: the aligned input tensors (activations and constants) whose ranges the group's
+    #: exponent must cover when the output's range collapses (:data:`~espq.ir.quant_rules.INPUT_COVERING_OPS`)
+    group_inputs: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def observed_tensors(self) -> list[str]:
         seen: dict[str, None] = {}
-        for masters in self.group_masters.values():
-            for t in masters:
+        for tensors in (*self.group_masters.values(), *self.group_inputs.values()):
+            for t in tensors:
                 seen.setdefault(t, None)
         return list(seen)
 
@@ -162,6 +168,7 @@ def build_plan(
     uf = _UnionFind()
     requant_groups: dict[str, tuple[str, list[str]]] = {}  # requant key -> (group id, masters)
     fixed_requant: dict[str, TensorSpec] = {}  # requant key -> fixed spec (LSTM initial_c)
+    covered: list[tuple[str, list[str]]] = []  # (Add/Sub output, its aligned inputs)
 
     # graph inputs read by quantized nodes are quantized at their first quantized consumer's width
     for name in graph.inputs:
@@ -197,6 +204,10 @@ def build_plan(
         elif op in rules.ALIGN_TO_OUTPUT:
             out = node.outputs[0]
             aligned = rules.ALIGN_TO_OUTPUT[op]
+            if op in rules.INPUT_COVERING_OPS:
+                covered.append(
+                    (out, [t for i, t in enumerate(node.inputs) if t and (aligned is None or i in aligned)])
+                )
             for i, src in acts:
                 if aligned is not None and i not in aligned:
                     continue
@@ -267,7 +278,12 @@ def build_plan(
             continue
         _plan_parameters(graph, node, b, plan, target, uf)
     algorithms = {gid: "minmax" for gid in group_masters if gid.endswith(COMPARISON_GROUP_SUFFIX)}
-    return PlanSkeleton(plan, group_masters, algorithms)
+    group_inputs: dict[str, list[str]] = {}
+    for out, inputs in covered:
+        if out in uf:
+            tensors = group_inputs.setdefault(uf.find(out), [])
+            tensors.extend(t for t in inputs if t not in tensors)
+    return PlanSkeleton(plan, group_masters, algorithms, group_inputs)
 
 
 def _plan_parameters(graph: Graph, node: Node, b: int, plan: QuantPlan, target, uf: _UnionFind) -> None:
