@@ -47,6 +47,7 @@ ELEMENTWISE = frozenset(
     }
 )  # fmt: skip
 RESHAPES = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+RECURRENT = frozenset({"GRU", "LSTM", "RNN"})
 REDUCTIONS = frozenset(
     {
         "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "ReduceL1", "ReduceL2",
@@ -255,6 +256,18 @@ class _Tracker:
             return self.matmul(node, tracked, x, a)
         if op == "Resize":
             return self.resize(node, x, a)
+        if op in RECURRENT:
+            # ESP-DL fact (dl_module_gru.hpp / dl_module_lstm.hpp): every forward starts h (and c) from
+            # initial_h/initial_c or zeros, and Model::reset() has no state of theirs to keep, so a chunk
+            # cannot continue the previous chunk's hidden state; no StreamingCache can carry it
+            self.error(
+                UnsupportedOpError(
+                    f"node '{node.name}' ({op}) reads the streaming frame axis: ESP-DL's {op} restarts its "
+                    "hidden state from initial_h/zeros on every call, so it cannot run chunk by chunk; "
+                    "export it offline (no streaming_input_shape) or stream only the part before it"
+                )
+            )
+            return None
         self.error(_across(node, "is an op espq does not know how to stream", x))
         return None
 
@@ -274,7 +287,8 @@ class _Tracker:
             self.error(
                 UnsupportedOpError(
                     f"node '{node.name}' (ConvTranspose) on the streaming frame axis: espq streams Conv/pool "
-                    "only (lower it to Conv before export)"
+                    "only (ESP-DL's source does not show how its ConvTranspose behaves behind a "
+                    "StreamingCache; lower it to Conv before export)"
                 )
             )
             return None
