@@ -18,7 +18,9 @@
   ``steps`` of the kept calibration batches.
 
 espq's own bias correction (:mod:`espq.quant.bias_correction`, no blocks) corrects layer by layer in one
-pass instead.
+pass instead. Measured on ResNet-20 CIFAR / esp32s3 int8 (32 × 32 calibration images, 500 val images;
+PTQ NSR 1.508e-2 / 95.60 % top-1 agreement): this block variant (block 4, 32 batches, 2 of 5 blocks
+kept) 1.604e-2 / 95.00 %, espq's own 1.318e-2 / 94.00 %.
 """
 
 from __future__ import annotations
