@@ -4,8 +4,8 @@ Checks (each finding is one line: the tensor/op, the measured damage, the fix es
 
 * ``dead_channels``: output channels (axis 1) whose quantized codes are all equal while the float values
   vary, or whose quantized values lost most of the signal (NSR >= :data:`CHANNEL_NSR`).
-* ``clipped_output``: more than :data:`CLIP_FRACTION` of an output's float values lie outside the range
-  its exponent can represent.
+* ``clipped_output``: more than :data:`CLIP_FRACTION` of an output's float values lie more than
+  :data:`CLIP_STEPS` steps outside the range its exponent can represent.
 * ``mixed_range``: a Concat producing a graph output whose inputs differ in range by >= 2**4 (one step
   for all parts: the small part rounds to a few codes, e.g. YOLO's class scores next to box pixels).
 * ``clipped_op``: clipping at the calibrated exponent removes more than :data:`CLIP_ENERGY` of an
@@ -38,6 +38,7 @@ from espq.ir.spec import S8
 GATE_SAMPLES = 4  #: the last kept calibration samples the output checks run on (keeps the gate cheap)
 CHANNEL_NSR = 0.5  #: a channel whose noise-to-signal ratio reaches this lost most of its signal
 CLIP_FRACTION = 0.01  #: fraction of an output's values beyond its representable range that is flagged
+CLIP_STEPS = 2  #: how many steps beyond the representable range a value must lie to count as clipped
 CLIP_ENERGY = 0.5  #: fraction of an activation's signal energy removed by clipping that is flagged
 MIXED_RANGE_RATIO = 16.0  #: range ratio of a Concat's inputs (2**4) flagged as mixed-range
 ARGMAX_AGREEMENT = 0.5  #: a Softmax output's argmax agreeing with float's on fewer positions is flagged
@@ -299,7 +300,8 @@ def _output_findings(qm, out: str, f: np.ndarray, q: np.ndarray, mixed: Collecti
         found.append(Finding("dead_channels", out, op, damage, *_output_fix(qm, out, mixed)))
     if step is not None:
         lo, hi = spec.qmin * step, spec.qmax * step
-        frac = float(np.mean((f < lo - step / 2) | (f > hi + step / 2)))
+        # beyond 2 steps: a sigmoid's 1.0 saturating at int8's 127/128 loses less than one step
+        frac = float(np.mean((f < lo - CLIP_STEPS * step) | (f > hi + CLIP_STEPS * step)))
         if frac > CLIP_FRACTION:
             damage = (
                 f"{frac:.1%} of values outside [{lo:g}, {hi:g}] (float range [{f.min():.3g}, {f.max():.3g}])"
