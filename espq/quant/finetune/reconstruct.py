@@ -117,16 +117,15 @@ def reconstruct(
     options: ReconstructionOptions | None = None,
     int16_lut_step: int = 32,
     progress: bool = False,
-    seed: int = 0,
 ) -> TQTResult:
     """Learned rounding of ``graph``'s weights for ``plan``, block by block (module docstring); inputs are
-    not modified. The result's graph holds the rounded weights (on their exponents' grids)."""
+    not modified. The result's graph holds the rounded weights (on their exponents' grids). Nothing is
+    random (V starts from the weights' fractional parts), so a re-run gives the same weights."""
     opts = options or ReconstructionOptions()
     opts.validate()
     if not batches:
         raise ConfigError("blockwise reconstruction needs calibration batches (got none)")
     t0 = time.perf_counter()
-    torch.manual_seed(seed)
     device = collecting_device(opts.collecting_device, "blockwise reconstruction")
     float_graph = graph if float_graph is None else float_graph
     module = TrainableFakeQuant(graph, plan, target, int16_lut_step=int16_lut_step).to(device)

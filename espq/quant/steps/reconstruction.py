@@ -1,10 +1,11 @@
 """Step "blockwise_reconstruction": learned weight rounding per block
 (:mod:`espq.quant.finetune.reconstruct`).
 
-Options are ESP-PPQ's ``BlockwiseReconstructionSetting`` fields with its defaults (``interested_layers``,
-``is_scale_trainable`` False, ``lr`` 1e-3, ``steps`` 5000, ``gamma`` 1.0, ``collecting_device`` "cuda"
-(the CPU, with a warning, when torch sees no CUDA device), ``block_size`` 4) plus ``block_inputs`` and
-``seed``. Order 460: after TQT (450), as ESP-PPQ's pipeline runs TQT before blockwise reconstruction.
+Options are ESP-PPQ's ``BlockwiseReconstructionSetting`` fields with its defaults
+(``interested_layers``, ``is_scale_trainable`` False, ``lr`` 1e-3, ``steps`` 5000, ``gamma`` 1.0,
+``collecting_device`` "cuda" (the CPU, with a warning, when torch sees no CUDA device), ``block_size``
+4) plus ``block_inputs``. Order 460: after TQT (450), as ESP-PPQ's pipeline runs TQT before blockwise
+reconstruction.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ class BlockwiseReconstruction:
     keep: ClassVar[str] = ALWAYS  # blocks that do not improve are rolled back one by one
     order: ClassVar[int] = 460
 
-    def __init__(self, seed: int = 0, **options: Any):
-        self.seed = seed
+    def __init__(self, **options: Any):
         self.options = ReconstructionOptions(**options)
         self.options.validate()
         #: what the last :meth:`apply` did (:class:`espq.quant.finetune.TQTResult`)
@@ -43,7 +43,6 @@ class BlockwiseReconstruction:
             float_graph=context.float_graph,
             options=self.options,
             progress=context.progress,
-            seed=self.seed,
         )
         self.result = result
         return context.evolve(graph=result.graph, plan=result.plan)
