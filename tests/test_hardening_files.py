@@ -252,3 +252,14 @@ def test_auto_mixed_precision_max_error_must_be_finite_non_negative(bad: float) 
 
     with pytest.raises(ConfigError, match=r"max_error must be a finite number >= 0"):
         auto_mixed_precision(None, [], max_error=bad)
+
+
+def test_initializer_data_that_disagrees_with_dims_is_a_load_error() -> None:
+    """bench/fuzz_onnx.py: dims [3, 1000] over 3 floats of data gave numpy's reshape traceback."""
+    from espq.errors import ModelLoadError
+
+    m = _onnx([helper.make_node("Add", ["x", "k"], ["y"], name="add")], {"k": np.ones(3, np.float32)}, None)
+    m.graph.initializer[0].dims[:] = [3, 1000]
+    match = r"initializer 'k' \(dims \[3, 1000\], data_type 1\) cannot be read"
+    with pytest.raises(ModelLoadError, match=match):
+        espq.load(m)

@@ -52,6 +52,17 @@ def _shape_of(vi: onnx.ValueInfoProto) -> tuple[int, ...] | None:
     return tuple(dims)
 
 
+def _initializer_array(t: onnx.TensorProto) -> np.ndarray:
+    """The initializer's values; ModelLoadError naming it when its data disagrees with its dims or dtype."""
+    try:
+        return numpy_helper.to_array(t)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelLoadError(
+            f"initializer '{t.name}' (dims {list(t.dims)}, data_type {t.data_type}) cannot be read: {exc}; "
+            "the model file is corrupt (re-export it)"
+        ) from None
+
+
 def graph_from_onnx(model: onnx.ModelProto) -> Graph:
     """Build a :class:`Graph` from ``model`` (the proto is not modified)."""
     g = model.graph
@@ -59,7 +70,7 @@ def graph_from_onnx(model: onnx.ModelProto) -> Graph:
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx"):
             opset = int(imp.version)
-    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    inits = {t.name: _initializer_array(t) for t in g.initializer}
     values: dict[str, TensorInfo] = {}
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         if vi.name in inits or not vi.type.HasField("tensor_type"):

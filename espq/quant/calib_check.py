@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import warnings
 
-from espq.errors import CalibrationError
+import numpy as np
+
+from espq.errors import CalibrationError, ModelLoadError
 from espq.espdl.decode import MAX_ABS_EXPONENT
 from espq.ir import Graph
 from espq.ir.spec import QuantPlan
@@ -59,6 +61,21 @@ def _exponent(plan: QuantPlan, name: str) -> tuple[int, int] | None:
 def collapsed(stats: TensorStats, exponent: int) -> bool:
     """True when every observed non-zero value of the tensor rounds to code 0 at ``exponent``."""
     return 0.0 < stats.absmax <= 0.5 * 2.0**exponent
+
+
+def check_finite_parameters(graph: Graph) -> None:
+    """Raise :class:`~espq.errors.ModelLoadError` naming the first float initializer that holds NaN or
+    Inf (no exponent can represent it; calibration would fail inside the observers)."""
+    for name, value in graph.initializers.items():
+        arr = np.asarray(value)
+        if arr.dtype.kind != "f" or np.isfinite(arr).all():
+            continue
+        users = [n.name for n in graph.nodes if name in n.inputs]
+        where = f" (input of node '{users[0]}')" if users else ""
+        raise ModelLoadError(
+            f"initializer '{name}'{where} holds {int(np.isnan(arr).sum())} NaN and "
+            f"{int(np.isinf(arr).sum())} Inf value(s); the model's weights are broken (re-export or fix them)"
+        )
 
 
 def check_calibration(graph: Graph, plan: QuantPlan, stats: dict[str, TensorStats]) -> None:

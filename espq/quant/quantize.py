@@ -17,7 +17,7 @@ from espq.ir.passes.split_mixed_outputs import split_concat_outputs
 from espq.ir.spec import F32, OBSERVED, QuantPlan
 from espq.quant import quality, recipes
 from espq.quant.bias_correction import MAX_ELEMENTS, correct_biases, keep_batches, stack_batches
-from espq.quant.calib_check import check_calibration
+from espq.quant.calib_check import check_calibration, check_finite_parameters
 from espq.quant.calibrate import collect_statistics, resolve_exponents
 from espq.quant.data import iter_feeds
 from espq.quant.focused import focused_group_exponents
@@ -239,6 +239,7 @@ def calibration_statistics(
 ) -> dict:
     """Statistics of ``tensors`` over ``feeds`` with the weights fake-quantized as ``skeleton`` plans
     (as ESP-PPQ does)."""
+    check_finite_parameters(graph)
     weights_only = resolve_exponents(_params_only(skeleton), graph, {})
     calib_graph = graph.copy()
     calib_graph.initializers = quantize_parameters(graph, weights_only, target)

@@ -116,3 +116,16 @@ def test_cli_all_zero_calibration_exit_2(tmp_path: Path) -> None:
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and "calibration input 'x' is all zero" in lines[0], r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npy", "m.onnx"]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_weight_is_a_load_error(bad: float) -> None:
+    """bench/fuzz_onnx.py --quantize: a NaN/Inf weight crashed the observers (ValueError/OverflowError)."""
+    from espq.errors import ModelLoadError
+
+    m = conv_relu_add_model()
+    w = onnx.numpy_helper.to_array(m.graph.initializer[0]).copy()
+    w[0, 0, 0, 0] = bad
+    m.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(w, m.graph.initializer[0].name))
+    with pytest.raises(ModelLoadError, match=r"initializer 'w1' \(input of node 'conv1'\) holds"):
+        espq.quantize(m, random_batches([1, 3, 8, 8]), progress=False)
