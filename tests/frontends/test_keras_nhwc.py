@@ -142,12 +142,10 @@ def test_float_graph_keeps_nhwc_and_matches_keras(keras_model):
 def test_nhwc_chain_int8_exact(keras_model, target, tmp_path):
     """quantize -> export with test values -> run --check; qm.run == run_espdl exactly, both NHWC."""
     kind, model, g = keras_model
-    # one calibration batch: tf2onnx writes the Dense-on-4-D head as Reshape to [35, 6] (batch 1 baked
-    # in), and the quality gate joins several kept batches into one run, which such a graph cannot take
-    calib = [np.concatenate(_data(1))]
+    calib = _data(4)  # batch-1 samples: tf2onnx bakes batch 1 into the Dense-on-4-D head's Reshape
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the quality gate's findings on random weights
-        qm = espq.quantize(g, calib, target=target, bits=8, calib_steps=1, progress=False)
+        qm = espq.quantize(g, calib, target=target, bits=8, calib_steps=4, progress=False)
     x = _data(1, seed=7)[0]
     path = tmp_path / f"{kind}.espdl"
     qm.export(path, export_test_values=True, test_inputs=x)
