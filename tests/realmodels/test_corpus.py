@@ -40,9 +40,10 @@ MISMATCH = "run --check mismatch"
 EXPECTED: dict[tuple[str, str, int], str] = {
     # Clip's max is computed at run time (ReduceMax(x) - 80 dB); ESP-DL reads Clip bounds as parameters
     ("oww_melspectrogram", "*", 0): "UnsupportedOpError",
-    # the quality gate joins the kept calibration batches into one run, which a model with batch 1
-    # baked into its Reshape constants (node 'Reshape_298') cannot take
-    ("ppocrv4_rec", "*", 0): "ShapeError",
+    # the int16 model's float Softmax output (2 values) differs from fake-quant by 6.5e-5 / 1.1e-4,
+    # beyond check_test_values' 2e-5 for float outputs (esp32p4 / esp32s3; c passes)
+    ("ppocr_cls", "esp32p4", 16): MISMATCH,
+    ("ppocr_cls", "esp32s3", 16): MISMATCH,
 }
 
 
