@@ -121,7 +121,7 @@ def test_onnx_entry_point_writes_files_and_never_touches_the_input(tmp_path):
 
 def test_bad_arguments(tmp_path):
     src = _tiny_onnx(tmp_path)
-    calib = [np.zeros((2, 3, 6, 6), np.float32)]
+    calib = [np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)]  # zeros: refused
     args = (str(src), str(tmp_path / "o.espdl"), calib, 1, [1, 3, 6, 6])
     with pytest.raises(ConfigError, match="unknown keyword"):
         espdl_quantize_onnx(*args, error_report=False, fancy_option=1)
