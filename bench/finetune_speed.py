@@ -22,6 +22,7 @@ Measured (2026-12-02, load average ~19-22, 1 thread): PTQ 1.508e-2 / 95.60 %; TQ
 1.020e-2 / 95.20 % in 654 s; blockwise reconstruction 200 steps/block lr 1e-2 9.976e-3 / 95.40 % in 454 s
 (5/5 blocks kept each); ESP-PPQ's block bias correction (block 4, 32 batches) 1.604e-2 / 95.00 % in 68 s
 (2/5 blocks kept: their block loss dropped, yet the output NSR on the val images rose).
+Reconstruction at ESP-PPQ's lr 1e-3, 200 steps/block: 1.224e-2 / 94.80 % in 297 s (5/5 kept).
 """
 
 from __future__ import annotations
