@@ -44,7 +44,11 @@ def test_all_zero_output_gets_a_shift_of_zero(tmp_path, name, target):
     conv = next(n for n in g.nodes if n.op_type == "Conv")
     e_in, e_out = exps[conv.inputs[0]], exps[conv.outputs[0]]
     e_w = max(g.initializers[conv.inputs[1]].exponents)
-    assert e_out - e_in - e_w == 0  # raised exactly to the accumulator's unit (was -8 / -7)
+    # never negative (was -8 / -7); exactly 0 from the shift rule alone, or more where the Add/Sub
+    # alignment rule (calibrate.covering_exponent, 2c0a43c) raised the all-zero output's group further
+    assert e_out - e_in - e_w >= 0
+    if conv.outputs[0] not in {t for n in g.nodes if n.op_type in ("Add", "Sub") for t in n.inputs}:
+        assert e_out - e_in - e_w == 0
     assert e_out > -26
     out = qm.graph.outputs[0]
     for x in calib + [rng.standard_normal(spec.shape).astype(np.float32)]:
